@@ -1,0 +1,74 @@
+"""The staged view must build the very model from_pretrained builds."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from profiler.recorder import Recorder
+from profiler.staged import LoadOptions, load_staged
+from tests.support.tiny import make_tiny_model
+
+CASES = {
+    "llama-bf16-untied": dict(arch="llama", dtype="bfloat16", tied=False),
+    "llama-tied-sharded": dict(arch="llama", dtype="bfloat16", tied=True, max_shard_size="100KB"),
+    "gpt2-fp32-bin": dict(arch="gpt2", dtype="float32", tied=True, fmt="bin"),
+}
+
+
+def _native(folder, dtype):
+    from transformers import AutoModelForCausalLM
+
+    return AutoModelForCausalLM.from_pretrained(folder, dtype=getattr(torch, dtype)).eval()
+
+
+@pytest.mark.parametrize("case", CASES)
+@pytest.mark.parametrize("dtype", ["auto", "float16"])
+def test_staged_model_equals_from_pretrained(tmp_path, case, dtype):
+    kw = CASES[case]
+    folder = make_tiny_model(tmp_path / case, **kw)
+    rec = Recorder(progress=False)
+    loaded = load_staged(folder, LoadOptions(dtype=dtype), rec)
+    resolved = kw["dtype"] if dtype == "auto" else dtype
+    assert loaded.dtype_resolved == resolved
+    native = _native(folder, resolved)
+    staged = loaded.model
+    assert not staged.training and not native.training
+    a, b = staged.state_dict(), native.state_dict()
+    assert a.keys() == b.keys()
+    for k in a:
+        assert a[k].dtype == b[k].dtype, k
+        assert a[k].device == b[k].device, k
+        assert torch.equal(a[k], b[k]), k
+    bufs_a, bufs_b = dict(staged.named_buffers()), dict(native.named_buffers())
+    assert bufs_a.keys() == bufs_b.keys()
+    for k in bufs_a:
+        assert torch.equal(bufs_a[k], bufs_b[k]), k
+    tied_a = staged.get_output_embeddings().weight is staged.get_input_embeddings().weight
+    tied_b = native.get_output_embeddings().weight is native.get_input_embeddings().weight
+    assert tied_a == tied_b == kw["tied"]
+
+    # Stage records: every stage present once, byte counts consistent with the files.
+    names = [r.name for r in rec.records]
+    for expected in ("tokenizer", "config", "model_init", "weight_read", "deserialize",
+                     "dtype_cast", "h2d_copy", "attach", "eval"):
+        assert names.count(expected) == 1, expected
+    read = next(r for r in rec.records if r.name == "weight_read")
+    assert read.bytes == loaded.weight_bytes == sum(
+        p.stat().st_size for p in folder.iterdir() if p.suffix in (".safetensors", ".bin"))
+    cast = next(r for r in rec.records if r.name == "dtype_cast")
+    if resolved == kw["dtype"]:
+        assert cast.status == "skipped" and kw["dtype"] in cast.notes[0]
+    else:
+        assert cast.status == "ok" and cast.bytes > 0
+    h2d = next(r for r in rec.records if r.name == "h2d_copy")
+    assert h2d.status == "skipped" and "cpu" in h2d.notes[0]
+
+
+def test_same_output_logits(tmp_path):
+    folder = make_tiny_model(tmp_path / "m", arch="llama", dtype="float32")
+    staged = load_staged(folder, LoadOptions(), Recorder(progress=False)).model
+    native = _native(folder, "float32")
+    ids = torch.tensor([[2, 5, 9, 11]])
+    with torch.no_grad():
+        assert torch.equal(staged(ids).logits, native(ids).logits)
