@@ -94,7 +94,7 @@ def run_job(job: LoadJob, *, main_ns: int | None = None, in_process: bool = Fals
     folder = Path(job.folder) if job.folder else None
     revision = job.model.revision
     notes: list[str] = []
-    if job.hub_repo and job.view == "staged":
+    if job.hub_repo and job.view in ("staged", "fast"):
         from profiler.sources.hub import download
 
         with rec.stage("hub_download", "bytes downloaded") as st:
@@ -106,7 +106,7 @@ def run_job(job: LoadJob, *, main_ns: int | None = None, in_process: bool = Fals
             if result.from_cache:
                 st.note("all files were already in the hub cache: nothing downloaded")
         folder, revision = result.path, result.revision
-    elif job.view == "staged":
+    elif job.view in ("staged", "fast"):
         rec.skip("hub_download", "local files: no hub involved" if not job.hub_repo
                  else "hub files resolved by the parent")
     assert folder is not None
@@ -122,9 +122,14 @@ def run_job(job: LoadJob, *, main_ns: int | None = None, in_process: bool = Fals
                                    device_map=job.view == "native-device-map")
         return {"native": view.to_dict()}
 
-    from profiler.staged import load_staged
+    if job.view == "fast":
+        from profiler.fastpath import load_fast
 
-    loaded = load_staged(folder, options, rec)
+        loaded = load_fast(folder, options, rec)
+    else:
+        from profiler.staged import load_staged
+
+        loaded = load_staged(folder, options, rec)
     decode: list[DecodeRecord] = []
     if job.decode.enabled:
         decode, dnotes = _run_decode(job, loaded)

@@ -194,3 +194,18 @@ class Recorder:
                     counters=dict(handle.counters),
                 )
             )
+
+
+class NullRecorder(Recorder):
+    """Runs the same stage code with no measurement at all: the baseline of the
+    instrumentation-overhead benchmark (suites/test_overhead.py)."""
+
+    def __init__(self) -> None:
+        super().__init__(sample_memory=False, progress=False)
+
+    def skip(self, name: str, reason: str) -> None:
+        return None
+
+    @contextmanager
+    def stage(self, name: str, bytes_what: str = "") -> Iterator[StageHandle]:
+        yield StageHandle(name=name, bytes_what=bytes_what)

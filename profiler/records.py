@@ -43,12 +43,20 @@ STAGE_ORDER: tuple[str, ...] = (
     "config",
     "model_init",
     "weight_read",
+    "read_copy",
+    "deserialize",
     "dequantize",
     "dtype_cast",
     "h2d_copy",
     "attach",
     "eval",
 )
+
+
+# Stages that are not part of loading the model itself: a fresh process pays them
+# before any load. "Load total" comparisons (staged vs native, variants) leave them
+# out so that both sides measure the same work.
+OUTSIDE_LOAD: frozenset[str] = frozenset({"python_start", "import", "cuda_init", "hub_download"})
 
 
 def _filter_known(cls: type, data: Mapping[str, Any]) -> dict[str, Any]:
@@ -423,11 +431,19 @@ class RunRecord:
     created_at: str = ""
     run_id: str = ""
     suite: str | None = None
+    variant: str | None = None  # set when run as one of `llmprof load --variants`
     schema_version: int = SCHEMA_VERSION
 
     @property
     def staged_total_s(self) -> float:
+        """Every stage of the child process, imports and CUDA init included."""
         return sum(s.duration_s for s in self.stages if s.status == "ok")
+
+    @property
+    def load_total_s(self) -> float:
+        """The model load alone (tokenizer to eval): comparable with the native view."""
+        return sum(s.duration_s for s in self.stages
+                   if s.status == "ok" and s.name not in OUTSIDE_LOAD)
 
     def stage(self, name: str) -> StageRecord | None:
         for s in self.stages:
@@ -443,6 +459,7 @@ class RunRecord:
             "run_id": self.run_id,
             "created_at": self.created_at,
             "suite": self.suite,
+            "variant": self.variant,
             "status": self.status,
             "error": self.error,
             "exit_code": self.exit_code,
@@ -455,6 +472,7 @@ class RunRecord:
             "environment": self.environment.to_dict(),
             "stages": [s.to_dict() for s in self.stages],
             "staged_total_s": self.staged_total_s,
+            "load_total_s": self.load_total_s,
             "native": self.native.to_dict() if self.native else None,
             "decode": [d.to_dict() for d in self.decode],
             "notes": list(self.notes),

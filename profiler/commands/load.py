@@ -38,6 +38,8 @@ def add_load_arguments(p: argparse.ArgumentParser) -> None:
     how.add_argument("--pinned", action="store_true",
                      help="read weights into pinned host memory (faster host→device copy)")
     how.add_argument("--no-native", action="store_true", help="skip the native from_pretrained view")
+    how.add_argument("--variants", action="store_true",
+                     help="compare the usual ways of loading (and llmprof's fast path), ranked")
     how.add_argument("--device-map", action="store_true",
                      help="native view uses from_pretrained(device_map=DEVICE) instead of .to()")
     src = p.add_argument_group("synthetic models")
@@ -136,6 +138,16 @@ def execute(args: argparse.Namespace, *, native: bool, decode: bool) -> int:
     from profiler.runner import profile
 
     req = build_request(args, native=native, decode=decode)
+    if getattr(args, "variants", False):
+        from profiler.render.variants import render_variants
+        from profiler.runner import profile_variants
+
+        runs = profile_variants(req, log)
+        if args.json:
+            save_runs(args.json, runs)
+            log(f"wrote {len(runs)} run record(s) to {args.json}")
+        print(render_variants(runs))
+        return 0 if any(r.status == "ok" for r in runs) else 1
     runs = profile(req, log)
     if args.json:
         save_runs(args.json, runs)

@@ -72,3 +72,20 @@ def test_same_output_logits(tmp_path):
     ids = torch.tensor([[2, 5, 9, 11]])
     with torch.no_grad():
         assert torch.equal(staged(ids).logits, native(ids).logits)
+
+
+@pytest.mark.parametrize("dtype", ["auto", "float16"])
+def test_fast_path_model_equals_from_pretrained(tmp_path, dtype):
+    from profiler.fastpath import load_fast
+
+    folder = make_tiny_model(tmp_path / "m", arch="llama", dtype="bfloat16", tied=True,
+                             max_shard_size="100KB")
+    rec = Recorder(progress=False)
+    loaded = load_fast(folder, LoadOptions(dtype=dtype), rec, threads=3, chunk_bytes=4096)
+    native = _native(folder, loaded.dtype_resolved)
+    a, b = loaded.model.state_dict(), native.state_dict()
+    assert a.keys() == b.keys()
+    for k in a:
+        assert a[k].dtype == b[k].dtype and torch.equal(a[k], b[k]), k
+    rc = next(r for r in rec.records if r.name == "read_copy")
+    assert rc.bytes == loaded.weight_bytes

@@ -1,0 +1,49 @@
+"""What llmprof's own instrumentation costs: the same staged load, plain and
+instrumented, alternated in one process so that both see the same machine."""
+
+from __future__ import annotations
+
+import gc
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from profiler.recorder import NullRecorder, Recorder
+from profiler.staged import LoadOptions, load_staged
+from profiler.stats import median
+
+
+@dataclass(frozen=True)
+class Overhead:
+    plain_s: tuple[float, ...]
+    instrumented_s: tuple[float, ...]
+
+    @property
+    def fraction(self) -> float:
+        """(median instrumented − median plain) / median plain."""
+        p = median(self.plain_s)
+        return (median(self.instrumented_s) - p) / p
+
+
+def measure_overhead(folder: Path, options: LoadOptions, rounds: int = 5) -> Overhead:
+    """Alternate plain and instrumented loads (plain first in even rounds, second in
+    odd ones, so order effects cancel). One untimed load first warms the page cache
+    and the imports, which would otherwise land on whichever runs first."""
+    load_staged(folder, options, NullRecorder())
+    plain: list[float] = []
+    inst: list[float] = []
+    for i in range(rounds):
+        order = (False, True) if i % 2 == 0 else (True, False)
+        for instrumented in order:
+            gc.collect()
+            rec = Recorder(progress=False) if instrumented else NullRecorder()
+            t0 = time.perf_counter()
+            loaded = load_staged(folder, options, rec)
+            if options.device.startswith("cuda"):
+                import torch
+
+                torch.cuda.synchronize()
+            dt = time.perf_counter() - t0
+            del loaded
+            (inst if instrumented else plain).append(dt)
+    return Overhead(tuple(plain), tuple(inst))
