@@ -169,9 +169,13 @@ def load_fast(folder: Path, options: LoadOptions, rec: Recorder, *, threads: int
     to_cast = [k for k, t in state.items() if t.is_floating_point() and t.dtype != dtype]
     if to_cast:
         with rec.stage("dtype_cast", "bytes of source tensors cast on the device") as st:
+            out_bytes = 0
             for k in to_cast:
                 st.add_bytes(state[k].numel() * state[k].element_size())
                 state[k] = state[k].to(dtype)
+                out_bytes += state[k].numel() * state[k].element_size()
+            st.counters["bytes_out"] = out_bytes
+            st.counters["on_device"] = int(options.device.startswith("cuda"))
             st.note("cast where the weights already are (on the GPU when device is cuda)")
     else:
         rec.skip("dtype_cast", f"weights are already stored as {dtype_name}")

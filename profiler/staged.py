@@ -233,10 +233,14 @@ def _cast_copy_attach(model: Any, state: dict[str, torch.Tensor], dtype: torch.d
     else:
         with rec.stage("dtype_cast", "bytes of source tensors cast on the CPU") as st:
             src_dtypes = sorted({str(state[k].dtype).replace("torch.", "") for k in to_cast})
+            out_bytes = 0
             for k in to_cast:
                 t = state[k]
                 st.add_bytes(t.numel() * t.element_size())
                 state[k] = t.to(dtype)
+                out_bytes += state[k].numel() * state[k].element_size()
+            st.counters["bytes_out"] = out_bytes  # cast traffic = bytes in + bytes out
+            st.counters["on_device"] = 0
             st.note(f"{'/'.join(src_dtypes)} → {str(dtype).replace('torch.', '')} on the CPU")
             st.counters["tensors"] = len(to_cast)
 

@@ -1,0 +1,150 @@
+"""``llmprof ceilings``: measure (or show cached) speed-of-light figures of this machine."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+from pathlib import Path
+
+from profiler import ceilings as C
+from profiler.errors import UserError
+
+HELP = (
+    "Measure what this machine can move: cold disk and page-cache reads, host memory, "
+    "host<->GPU copies, GPU memory and matmul rate. Cached per machine."
+)
+
+_UNITS = {
+    "": 1,
+    "b": 1,
+    "k": 1 << 10,
+    "kb": 1000,
+    "kib": 1 << 10,
+    "m": 1 << 20,
+    "mb": 1000**2,
+    "mib": 1 << 20,
+    "g": 1 << 30,
+    "gb": 1000**3,
+    "gib": 1 << 30,
+}
+
+
+def parse_size(text: str) -> int:
+    """``"2GiB"``, ``"512M"``, ``"1.5g"`` or a byte count → bytes (K/M/G alone are
+    binary units, KB/MB/GB decimal)."""
+    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([a-zA-Z]*)\s*", text)
+    unit = m.group(2).lower() if m else None
+    if m is None or unit not in _UNITS:
+        raise UserError(f"--size {text!r} is not a size: write e.g. 2GiB, 512MiB or 1073741824")
+    return int(float(m.group(1)) * _UNITS[unit])
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--path",
+        metavar="FOLDER",
+        help="folder on the disk to measure (default: the Hugging Face hub cache)",
+    )
+    parser.add_argument("--refresh", action="store_true", help="measure again, ignore the cache")
+    parser.add_argument(
+        "--quick", action="store_true", help="small sizes (rougher figures; for tests and CI)"
+    )
+    parser.add_argument(
+        "--device",
+        default=None,
+        help="cpu, cuda or cuda:N (default: cuda when available, else cpu)",
+    )
+    parser.add_argument(
+        "--size",
+        default=None,
+        help="size of the disk probe's scratch file (default 2GiB, 256MiB with --quick)",
+    )
+    parser.add_argument("--json", metavar="PATH", help="also write the ceilings as JSON")
+
+
+def fmt_value(value: float | None) -> str:
+    """A figure with 2-3 significant digits; "-" for a ceiling not measured."""
+    if value is None:
+        return "-"
+    if value >= 100:
+        return f"{value:.0f}"
+    if value >= 10:
+        return f"{value:.1f}"
+    return f"{value:.2f}"
+
+
+def render_table(ceilings: C.Ceilings) -> str:
+    """The ceilings as a table: name, value, unit, trials, method, notes."""
+    from tabulate import tabulate
+
+    rows = [
+        [
+            c.name,
+            fmt_value(c.value),
+            c.unit,
+            " ".join(fmt_value(t) for t in c.trials),
+            c.method,
+            "; ".join(c.notes),
+        ]
+        for c in ceilings.items.values()
+    ]
+    return tabulate(
+        rows,
+        headers=["name", "value", "unit", "trials", "method", "notes"],
+        colalign=("left", "right", "left", "right", "left", "left"),
+        disable_numparse=True,
+        maxcolwidths=[None, None, None, 24, 60, 44],
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.path is not None:
+        folder = Path(args.path).expanduser()
+        if not folder.exists():
+            raise UserError(f"--path {args.path}: no such folder: pass an existing folder")
+        if not folder.is_dir():
+            folder = folder.parent  # a weights file: measure the folder holding it
+    else:
+        folder = C.default_folder()
+    device = args.device
+    if device is None:
+        import torch
+
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    size = parse_size(args.size) if args.size is not None else None
+
+    def progress(msg: str) -> None:
+        print(f"llmprof ceilings: {msg}", file=sys.stderr, flush=True)
+
+    found = C.lookup(
+        folder,
+        refresh=args.refresh,
+        quick=args.quick,
+        device=device,
+        size_bytes=size,
+        progress=progress,
+    )
+    c = found.ceilings
+    print(render_table(c))
+    print()
+    mode = "quick" if c.quick else "full"
+    took = f", took {c.elapsed_s:.1f} s" if c.elapsed_s is not None else ""
+    if found.from_cache:
+        print(
+            f"from cache: {found.path} ({mode}, measured {c.measured_at}{took}); "
+            "--refresh measures again"
+        )
+    else:
+        print(f"cached in {found.path} ({mode}, measured {c.measured_at}{took})")
+    print(
+        f"disk probed: {c.folder} ({c.fingerprint.get('fs_type')} on "
+        f"{c.fingerprint.get('fs_source')}); device {c.device}"
+    )
+    if args.json:
+        from profiler.resultsio import write_atomic
+
+        write_atomic(args.json, (json.dumps(c.to_dict(), indent=1) + "\n").encode())
+        print(f"wrote {args.json}")
+    return 0

@@ -1,0 +1,173 @@
+"""Ceilings measured for real, in quick mode with small files: structure, positivity,
+the scratch file cleaned up, the O_DIRECT fallback, and the command end to end."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from profiler import ceilings as C
+from profiler.cli import main
+from profiler.commands.ceilings import fmt_value
+
+ROOT = Path(__file__).resolve().parents[2]
+SIZE = 64 << 20
+
+
+def _fs_type(path: Path) -> str | None:
+    from profiler.environment import filesystem_of
+
+    return filesystem_of(path)[0]
+
+
+def test_quick_cpu_measurement(tmp_path: Path) -> None:
+    said: list[str] = []
+    c = C.measure_ceilings(
+        tmp_path, device="cpu", quick=True, size_bytes=SIZE, progress=said.append
+    )
+    assert list(c.items) == list(C.ITEM_ORDER)
+    for name in C.HOST_ITEMS:
+        item = c.items[name]
+        assert item.unit == C.GBPS
+        assert item.value is not None and item.value > 0, name
+        assert len(item.trials) == (2 if name == "disk_read" else 3), name
+        assert all(t > 0 for t in item.trials)
+        assert min(item.trials) <= item.value <= max(item.trials)
+        assert item.method
+    assert c.items["disk_read"].size_bytes == SIZE
+    assert c.items["page_cache_read"].size_bytes == SIZE
+    for name in C.GPU_ITEMS:
+        assert c.items[name].value is None
+        assert c.items[name].notes == ("no GPU measured (device cpu)",)
+    mm = c.items[C.MATMUL]
+    assert mm.unit == C.TFLOPS and mm.tflops is not None and mm.tflops > 0 and mm.gbps is None
+    assert c.device == "cpu" and c.quick and c.elapsed_s is not None and c.elapsed_s > 0
+    assert c.folder == str(tmp_path.resolve())
+    assert c.fingerprint["fs_type"] == _fs_type(tmp_path)
+    assert said and any("disk_read" in m for m in said)
+    # the scratch file is gone
+    assert list(tmp_path.iterdir()) == []
+    assert C.Ceilings.from_dict(json.loads(json.dumps(c.to_dict()))) == c
+
+
+def test_buffered_fallback_without_o_direct(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delattr(os, "O_DIRECT", raising=False)
+    plan = C._Plan(
+        disk_bytes=32 << 20,
+        page_bytes=32 << 20,
+        host_bytes=32 << 20,
+        gpu_bytes=0,
+        matmul_n=64,
+        disk_trials=2,
+        trials=2,
+    )
+    disk, one, four = C._probe_files(tmp_path, plan, _fs_type(tmp_path), lambda _m: None)
+    assert (disk.name, one.name, four.name) == (
+        "disk_read",
+        "page_cache_read_1t",
+        "page_cache_read",
+    )
+    assert disk.value is not None and disk.value > 0
+    assert any(n.startswith("O_DIRECT unavailable") for n in disk.notes)
+    assert disk.method.startswith("buffered read")
+    assert one.value is not None and one.value > 0 and four.value is not None
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_resident_fraction_sees_reads_and_eviction(tmp_path: Path) -> None:
+    path = tmp_path / "f.bin"
+    path.write_bytes(os.urandom(8 << 20))
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+        os.read(fd, 8 << 20)
+        assert C.resident_fraction(fd, 8 << 20) == pytest.approx(1.0, abs=0.01)
+        C._evict(fd)
+        after = C.resident_fraction(fd, 8 << 20)
+        assert after is not None and 0.0 <= after <= 1.0
+        if _fs_type(tmp_path) not in ("tmpfs", "ramfs"):
+            assert after < 0.5  # clean pages of a disk file can be dropped
+    finally:
+        os.close(fd)
+
+
+def test_command_measures_then_serves_from_cache(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    cache = tmp_path / "cache"
+    data = tmp_path / "models"
+    data.mkdir()
+    out_json = tmp_path / "c.json"
+    env = {**os.environ, "LLMPROF_CACHE": str(cache), "PYTHONPATH": str(ROOT)}
+    args = ["ceilings", "--quick", "--size", "64MiB", "--path", str(data), "--device", "cpu"]
+    p = subprocess.run(
+        [sys.executable, "-m", "profiler", *args, "--json", str(out_json)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
+    assert p.returncode == 0, p.stderr
+    header = p.stdout.splitlines()[0].split()
+    assert header == ["name", "value", "unit", "trials", "method", "notes"]
+    for name in C.ITEM_ORDER:
+        assert name in p.stdout
+    assert "cached in " + str(cache / "ceilings") in p.stdout
+    saved = C.Ceilings.from_dict(json.loads(out_json.read_text()))
+    assert saved.quick and saved.items["disk_read"].size_bytes == SIZE
+    cached = list((cache / "ceilings").glob("*-quick.json"))
+    assert len(cached) == 1
+    assert list(data.iterdir()) == []
+
+    # Second time: in-process, from the cache, same figures.
+    os.environ["LLMPROF_CACHE"] = str(cache)
+    try:
+        assert main(args) == 0
+    finally:
+        del os.environ["LLMPROF_CACHE"]
+    shown = capsys.readouterr().out
+    assert f"from cache: {cached[0]}" in shown
+    disk = saved.items["disk_read"].value
+    assert disk is not None
+    row = next(line for line in shown.splitlines() if line.startswith("disk_read "))
+    assert row.split()[1] == fmt_value(disk)
+
+
+def test_command_refuses_bad_input(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import torch
+
+    assert main(["ceilings", "--path", str(tmp_path / "nope")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("llmprof: --path") and "\n" not in err
+    assert main(["ceilings", "--device", "tpu", "--path", str(tmp_path)]) == 2
+    assert "unknown device" in capsys.readouterr().err
+    assert main(["ceilings", "--size", "huge", "--path", str(tmp_path)]) == 2
+    assert "--size" in capsys.readouterr().err
+    if not torch.cuda.is_available():
+        assert main(["ceilings", "--device", "cuda", "--path", str(tmp_path)]) == 2
+        err = capsys.readouterr().err.strip()
+        assert "no CUDA device" in err and "\n" not in err
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.gpu
+def test_quick_gpu_measurement(tmp_path: Path) -> None:
+    import torch
+
+    if not torch.cuda.is_available():
+        pytest.skip("no CUDA device")
+    c = C.measure_ceilings(tmp_path, device=C.parse_device("cuda"), quick=True, size_bytes=SIZE)
+    for name in (*C.GPU_ITEMS, C.MATMUL):
+        item = c.items[name]
+        assert item.value is not None and item.value > 0, name
+        assert all(t > 0 for t in item.trials)
+    assert c.fingerprint["gpu_name"] == torch.cuda.get_device_name(0)
+    # a device copy moves more bytes per second than PCIe carries
+    assert c.items["device_memory"].value > c.items["h2d_pinned"].value
