@@ -38,6 +38,9 @@ def add_load_arguments(p: argparse.ArgumentParser) -> None:
     how.add_argument("--pinned", action="store_true",
                      help="read weights into pinned host memory (faster host→device copy)")
     how.add_argument("--no-native", action="store_true", help="skip the native from_pretrained view")
+    how.add_argument("--ceilings", choices=("auto", "quick", "off"), default="auto",
+                     help="judge stages against this machine's measured limits: measured once "
+                     "per machine and cached (auto), a smaller quick probe, or off [auto]")
     how.add_argument("--variants", action="store_true",
                      help="compare the usual ways of loading (and llmprof's fast path), ranked")
     how.add_argument("--device-map", action="store_true",
@@ -132,6 +135,35 @@ def log(msg: str) -> None:
     print(f"llmprof: {msg}", file=sys.stderr, flush=True)
 
 
+def judge(runs: list, mode: str, device: str) -> tuple[list, list[str]]:
+    """Attach this machine's ceilings (measured once, cached) to every run and
+    diagnose. Done in this process after every child finished, so measuring the
+    ceilings can never disturb a measured repetition."""
+    ok = [r for r in runs if r.status == "ok"]
+    if mode == "off" or not ok:
+        return runs, []
+    from profiler.ceilings import attach_ceilings, lookup
+    from profiler.diagnosis import diagnose
+
+    folder = ok[0].model.path
+    if ok[0].model.source_kind == "gguf":
+        from pathlib import Path
+
+        folder = str(Path(folder).parent) if Path(folder).is_file() else folder
+    found = lookup(folder, quick=mode == "quick", device=device,
+                   progress=lambda m: log(f"ceilings: {m}"))
+    if not found.from_cache:
+        log(f"measured this machine's ceilings once; cached in {found.path}")
+    runs = [attach_ceilings(r, found.ceilings) if r.status == "ok" else r for r in runs]
+    lines: list[str] = []
+    labels = list(dict.fromkeys(r.cache.label for r in runs if r.status == "ok"))
+    for label in labels:
+        group = [r for r in runs if r.status == "ok" and r.cache.label == label]
+        prefix = f"[{label}] " if len(labels) > 1 else ""
+        lines.extend(prefix + line for line in diagnose(group, found.ceilings))
+    return runs, lines
+
+
 def execute(args: argparse.Namespace, *, native: bool, decode: bool) -> int:
     from profiler.render import get_renderer
     from profiler.resultsio import save_runs
@@ -149,10 +181,14 @@ def execute(args: argparse.Namespace, *, native: bool, decode: bool) -> int:
         print(render_variants(runs))
         return 0 if any(r.status == "ok" for r in runs) else 1
     runs = profile(req, log)
+    runs, diagnosis = judge(runs, getattr(args, "ceilings", "auto"), req.device)
     if args.json:
         save_runs(args.json, runs)
         log(f"wrote {len(runs)} run record(s) to {args.json}")
     print(get_renderer("console").render(runs))
+    if diagnosis:
+        print("\nDiagnosis")
+        print("\n".join(f"  - {line}" for line in diagnosis))
     if getattr(args, "report", None):
         from profiler.render.markdown import write_report
 
