@@ -52,6 +52,26 @@ def _check_device(device: str) -> None:
                         "are visible: pick an index below that")
 
 
+def _inject_fault(repetition: int) -> None:
+    """Test-only switch: ``LLMPROF_INJECT_FAULT="kill@1"`` makes repetition 1 die by
+    SIGKILL (as the OOM killer does), ``raise@0`` raise, ``hang@0`` sleep forever.
+    tests/integration/test_runner.py uses it to prove one broken repetition does
+    not take the others down."""
+    spec = os.environ.get("LLMPROF_INJECT_FAULT", "")
+    for item in filter(None, spec.split(",")):
+        what, _, rep = item.partition("@")
+        if rep and int(rep) != repetition:
+            continue
+        if what == "kill":
+            import signal
+
+            os.kill(os.getpid(), signal.SIGKILL)
+        elif what == "raise":
+            raise RuntimeError("injected failure (LLMPROF_INJECT_FAULT)")
+        elif what == "hang":
+            time.sleep(3600)
+
+
 def run_job(job: LoadJob, *, main_ns: int | None = None, in_process: bool = False) -> dict[str, Any]:
     """Run one job in this process; returns ``{"run": ...}`` or ``{"native": ...}``."""
     # Sampling threads and tokenizer threads must not fight over the cores the
@@ -72,6 +92,7 @@ def run_job(job: LoadJob, *, main_ns: int | None = None, in_process: bool = Fals
         if in_process and job.repetition > 0:
             st.note("modules already imported in this process")
     transformers.logging.set_verbosity_error()
+    _inject_fault(job.repetition)
     transformers.logging.disable_progress_bar()
     _check_device(job.device)
 

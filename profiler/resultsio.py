@@ -29,6 +29,10 @@ def write_atomic(path: str | os.PathLike[str], data: bytes) -> None:
     except OSError as e:
         raise UserError(f"cannot write {target}: {e.strerror}: choose a writable path") from e
     try:
+        # mkstemp creates 0600 files; results are ordinary files, so honour the umask.
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
