@@ -110,6 +110,17 @@ def _cached_snapshot(repo: str, env: dict[str, str]) -> Path | None:
     return Path(proc.stdout.strip().splitlines()[-1])
 
 
+def preflight(folder: Path) -> None:
+    """Fail fast, before any child starts, on weights that cannot load: a missing or
+    damaged checkpoint gives one clear line instead of N failed repetitions."""
+    from profiler.checkpoint import find_checkpoint, read_safetensors_header
+
+    ckpt = find_checkpoint(folder)
+    if ckpt.fmt == "safetensors":
+        for f in ckpt.files:
+            read_safetensors_header(f)
+
+
 def model_files(folder: Path, gguf_file: str | None) -> list[Path]:
     """The files a load reads: weights, configs and tokenizer files."""
     if gguf_file:
@@ -241,6 +252,8 @@ def profile(req: ProfileRequest, log: Callable[[str], None] = lambda s: None) ->
         if s not in PAGE_STATES:
             raise UserError(f"unknown page-cache state {s!r}: use cold, warm or uncontrolled")
     src = resolve_source(req, log)
+    if src.folder is not None and not src.gguf_file:
+        preflight(src.folder)
     execute = (lambda job, env: run_in_process(job)) if req.in_process else (
         lambda job, env: run_child(job, env, req.timeout_s))
     if req.in_process and req.hub_state == "cold":
