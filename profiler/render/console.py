@@ -158,7 +158,7 @@ def render_console(runs: Sequence[RunRecord]) -> str:
                 ]
             out += _text_block(g)
             out.append("")
-        shared, own = split_shared([findings(g) for g in subject])
+        shared, own = split_shared([findings(g, brief=True) for g in subject])
         if shared or any(own):
             out.append("notes")
             for item in shared:

@@ -663,8 +663,11 @@ def native_gap_line(group: GroupSummary, *, explain: bool = True) -> str | None:
     )
 
 
-def findings(group: GroupSummary) -> list[str]:
-    """Notes and warnings about one group, most important first."""
+def findings(group: GroupSummary, brief: bool = False) -> list[str]:
+    """Notes and warnings about one group, most important first.
+
+    ``brief`` (the terminal) keeps warnings and leaves out the explanatory notes of
+    stages and decode records, which the JSON and the markdown report carry."""
     out: list[str] = []
     res = group.residency_before
     temp = group.key.cache
@@ -684,12 +687,12 @@ def findings(group: GroupSummary) -> list[str]:
         tail = " / ".join(line.strip() for line in last[-2:]) if last else "no error text"
         out.append(f"repetition {f.repetition} {f.status} ({code}): {tail}")
     for s in group.stages:
-        if s.skipped_reason is not None:
+        if s.skipped_reason is not None and not brief:
             out.append(
                 f"stage `{s.name}` {'/'.join(k for k in s.statuses if k != 'ok')}: "
                 f"{s.skipped_reason}"
             )
-    for item in group.unattributed:
+    for item in group.unattributed if not brief else ():
         out.append(f"native view, not attributed: {item}")
     for s in group.stages:
         t = s.time
@@ -712,7 +715,7 @@ def findings(group: GroupSummary) -> list[str]:
                 f"decode batch {d.batch_size}: MBU counts weight bytes only "
                 "(KV-cache size unknown), a lower bound."
             )
-        for n in d.notes:
+        for n in d.notes if not brief else ():
             out.append(f"decode batch {d.batch_size}: {n}")
     if group.n_runs == 1:
         out.append("one repetition: no spread; repeat the run for medians.")
@@ -725,7 +728,7 @@ def findings(group: GroupSummary) -> list[str]:
             "random weights (synthetic model): load and decode times are real, "
             "the generated text is meaningless."
         )
-    for s in group.stages:
+    for s in group.stages if not brief else ():
         for n in s.notes:
             out.append(f"`{s.name}`: {n}")
     out.extend(group.notes)
