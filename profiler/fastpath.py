@@ -123,8 +123,20 @@ def _views(header: SafetensorsHeader, buf: torch.Tensor) -> dict[str, torch.Tens
     return out
 
 
-def load_fast(folder: Path, options: LoadOptions, rec: Recorder, *, threads: int = 16,
-              chunk_bytes: int = 32 * 1024 * 1024) -> Loaded:
+def read_plan(resident_fraction: float, cpu_count: int) -> tuple[int, int]:
+    """(threads, chunk bytes) for a read whose files are this much in the page cache.
+
+    From the page cache the copy into user memory is CPU-bound and scales with
+    threads; from a disk, many threads scatter requests and a few large sequential
+    streams come closer to the disk's rate (measured on an H100 box: 16 threads of
+    32 MiB reached 80% of the O_DIRECT rate cold, 4 threads of 64 MiB 90%)."""
+    if resident_fraction >= 0.5:
+        return max(1, min(16, cpu_count)), 16 * 1024 * 1024
+    return max(1, min(4, cpu_count)), 64 * 1024 * 1024
+
+
+def load_fast(folder: Path, options: LoadOptions, rec: Recorder, *, threads: int | None = None,
+              chunk_bytes: int | None = None) -> Loaded:
     import torch
     from transformers import AutoConfig, AutoTokenizer, GenerationConfig
 
@@ -154,7 +166,15 @@ def load_fast(folder: Path, options: LoadOptions, rec: Recorder, *, threads: int
     if gen is not None:
         model.generation_config = gen
 
+    from profiler.caches import residency
+
+    resident = residency(list(ckpt.files)).fraction
+    auto_threads, auto_chunk = read_plan(resident, os.cpu_count() or 1)
+    threads = threads or auto_threads
+    chunk_bytes = chunk_bytes or auto_chunk
     with rec.stage("read_copy", "bytes read and copied to the device, overlapped") as st:
+        st.note(f"{100 * resident:.0f}% of the checkpoint was in the page cache when the "
+                f"read started: {threads} threads × {chunk_bytes >> 20} MiB chunks")
         bufs = read_to_device(ckpt.files, options.device, threads=threads,
                               chunk_bytes=chunk_bytes)
         st.bytes = ckpt.total_bytes

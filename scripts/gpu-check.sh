@@ -18,6 +18,22 @@ nvidia-smi --query-gpu=name,driver_version,memory.total,pcie.link.gen.current,pc
 "$PY" -c "import torch, transformers, huggingface_hub as h; print('torch', torch.__version__, 'cuda', torch.version.cuda, 'transformers', transformers.__version__, 'hub', h.__version__)"
 df -h "$HOME" | tail -1; free -g | head -2; nproc
 
+if [ "${1:-}" = "fastpath" ]; then
+  step "build qwen2-7b"
+  llmprof models --build synthetic:qwen2-7b 2>&1 | tail -1
+  step "fast-path reader sweep"
+  "$PY" scripts/gpu_fastpath_sweep.py synthetic:qwen2-7b 2>&1 | tee "$OUT/sweep.txt"
+  step "ceilings (remeasured)"
+  llmprof ceilings --device cuda --refresh --json "$OUT/ceilings.json" > "$OUT/ceilings.txt" 2>&1
+  grep -E "^(disk|page|host|h2d|d2h|device|matmul)" "$OUT/ceilings.txt"
+  step "qwen2-7b: ways of loading, ranked"
+  llmprof load synthetic:qwen2-7b --device cuda --dtype bfloat16 --cache cold,warm --variants \
+    --no-decode --timeout 300 --json "$OUT/qwen2-7b-variants.json" > "$OUT/variants.txt" 2> "$OUT/variants.err"
+  cat "$OUT/variants.txt"
+  step "done"
+  exit 0
+fi
+
 step "gpu tests"
 "$PY" -m pytest -q -m gpu tests 2>&1 | tail -5
 
