@@ -175,6 +175,7 @@ def execute(args: argparse.Namespace, *, native: bool, decode: bool) -> int:
         from profiler.runner import profile_variants
 
         runs = profile_variants(req, log)
+        runs, _ = judge(runs, getattr(args, "ceilings", "auto"), req.device)
         if args.json:
             save_runs(args.json, runs)
             log(f"wrote {len(runs)} run record(s) to {args.json}")
