@@ -26,7 +26,9 @@ def load_native(folder: Path, options: LoadOptions, rec: Recorder, *,
                 device_map: bool = False, trace_h2d: bool | None = None) -> tuple[NativeView, Any]:
     """Run the plain load; returns the view and the model (for equality checks)."""
     import torch
-    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoConfig, AutoTokenizer
+
+    from profiler.staged import model_class
 
     on_cuda = options.device.startswith("cuda")
     trace = on_cuda if trace_h2d is None else (trace_h2d and on_cuda)
@@ -46,7 +48,7 @@ def load_native(folder: Path, options: LoadOptions, rec: Recorder, *,
     with rec.stage("from_pretrained", "bytes of weights in the loaded model") as st:
         if profiler_ctx is not None and device_map:
             profiler_ctx.__enter__()
-        model = AutoModelForCausalLM.from_pretrained(folder, **kwargs)
+        model = model_class(config).from_pretrained(folder, **kwargs)
         if profiler_ctx is not None and device_map:
             profiler_ctx.__exit__(None, None, None)
             st.counters.update(profiler_ctx.summary())

@@ -91,19 +91,24 @@ def resolve_source(req: ProfileRequest, log: Callable[[str], None]) -> Source:
 
 
 def _cached_snapshot(repo: str, env: dict[str, str]) -> Path | None:
-    """The snapshot folder of ``repo`` in the hub cache named by ``env``, if complete.
+    """The snapshot folder of ``repo`` in the hub cache named by ``env``, if it holds
+    every file a load needs (the same rule as the child's download), else None.
 
     Asked in a subprocess because huggingface_hub reads its cache location once,
-    at import, from the environment.
+    at import, from the environment; offline, so the hub is never contacted. Not a
+    bare ``snapshot_download(local_files_only=True)``: huggingface_hub 2.x keeps the
+    repo's whole file list and calls a snapshot without README.md, .gitattributes
+    and the like incomplete, which every download made by llmprof is.
     """
     code = (
         "import sys\n"
-        "from huggingface_hub import snapshot_download\n"
+        "from profiler.sources.hub import download\n"
         "try:\n"
-        f"    print(snapshot_download({repo!r}, local_files_only=True))\n"
+        f"    print(download({repo!r}).path)\n"
         "except Exception:\n"
         "    sys.exit(1)\n"
     )
+    env = {**env, "HF_HUB_OFFLINE": "1"}
     proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
     if proc.returncode != 0 or not proc.stdout.strip():
         return None
@@ -196,7 +201,9 @@ def run_child(job: LoadJob, env_extra: dict[str, str], timeout_s: float | None,
             for raw in iter(proc.stderr.readline, b""):
                 line = raw.decode(errors="replace")
                 tail.append(line.rstrip("\n").split("\r")[-1])
-                if relay and not line.startswith("llmprof: "):
+                # libkineto announces every torch.profiler session on stderr ("USDT:
+                # ... profiler_start"): noise, not a message for the user.
+                if relay and not line.startswith(("llmprof: ", "USDT:")):
                     sys.stderr.write(line)
                     sys.stderr.flush()
 

@@ -203,6 +203,20 @@ def _load_tokenizer(folder: Path, options: LoadOptions, auto: Any) -> Any:
                         ": check the tokenizer files") from e
 
 
+def model_class(config: Any) -> Any:
+    """The class a checkpoint declares (``config.architectures``), as transformers'
+    own pipelines pick it; else the causal-LM auto class. An encoder such as BERT
+    then loads as what it is, and decode is skipped with a reason instead of a
+    decoder head being grafted on."""
+    import transformers
+
+    for name in getattr(config, "architectures", None) or ():
+        cls = getattr(transformers, name, None)
+        if cls is not None:
+            return cls
+    return transformers.AutoModelForCausalLM
+
+
 def _init_on_meta(config: Any, dtype: torch.dtype) -> Any:
     """Build the model with parameters on the meta device and real buffers.
 
@@ -210,15 +224,17 @@ def _init_on_meta(config: Any, dtype: torch.dtype) -> Any:
     are not in the checkpoint, so they must be real; parameters come from the file.
     """
     from accelerate import init_empty_weights
-    from transformers import AutoModelForCausalLM
 
+    cls = model_class(config)
     with init_empty_weights(include_buffers=False):
         try:
-            return AutoModelForCausalLM.from_config(config, dtype=dtype)
+            if hasattr(cls, "from_config"):
+                return cls.from_config(config, dtype=dtype)
+            return cls._from_config(config, dtype=dtype)
         except ValueError as e:
             raise UserError(
-                f"transformers has no causal-LM class for model type "
-                f"{getattr(config, 'model_type', '?')!r}: profile a causal language model"
+                f"transformers cannot build model type {getattr(config, 'model_type', '?')!r}"
+                f" ({str(e).splitlines()[0][:120]}): check the folder's config.json"
             ) from e
 
 

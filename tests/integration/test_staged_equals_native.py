@@ -89,3 +89,24 @@ def test_fast_path_model_equals_from_pretrained(tmp_path, dtype):
         assert a[k].dtype == b[k].dtype and torch.equal(a[k], b[k]), k
     rc = next(r for r in rec.records if r.name == "read_copy")
     assert rc.bytes == loaded.weight_bytes
+
+
+def test_encoder_loads_as_declared_and_decode_is_skipped(tmp_path):
+    """An encoder (BERT) loads as the class its config declares; decode gives a reason."""
+    from transformers import BertConfig, BertForMaskedLM
+
+    from profiler.decode import decode_skip_reason
+    from tests.support.tiny import write_tokenizer
+
+    folder = tmp_path / "bert"
+    cfg = BertConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                     intermediate_size=64, vocab_size=128, max_position_embeddings=64)
+    BertForMaskedLM(cfg).save_pretrained(folder)
+    write_tokenizer(folder, 128)
+    loaded = load_staged(folder, LoadOptions(), Recorder(progress=False))
+    assert type(loaded.model).__name__ == "BertForMaskedLM"
+    native = BertForMaskedLM.from_pretrained(folder).eval()
+    a, b = loaded.model.state_dict(), native.state_dict()
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    reason = decode_skip_reason(loaded.model)
+    assert reason and "\n" not in reason
