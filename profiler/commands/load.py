@@ -145,11 +145,13 @@ def judge(runs: list, mode: str, device: str) -> tuple[list, list[str]]:
     from profiler.ceilings import attach_ceilings, lookup
     from profiler.diagnosis import diagnose
 
-    folder = ok[0].model.path
-    if ok[0].model.source_kind == "gguf":
-        from pathlib import Path
+    from pathlib import Path
 
-        folder = str(Path(folder).parent) if Path(folder).is_file() else folder
+    # The filesystem the weights were read from. A hub-cold run's temporary cache is
+    # gone by now: its nearest surviving parent is on the same filesystem.
+    folder = Path(ok[0].model.path)
+    while not folder.is_dir() and folder != folder.parent:
+        folder = folder.parent
     found = lookup(folder, quick=mode == "quick", device=device,
                    progress=lambda m: log(f"ceilings: {m}"))
     if not found.from_cache:
