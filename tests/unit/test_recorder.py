@@ -60,15 +60,20 @@ def test_sync_is_called_before_the_end_clock_read():
 
 def test_memory_is_recorded_with_peaks_at_least_before_and_after():
     rec = Recorder(progress=False)
+    import mmap
+
     with rec.stage("alloc"):
-        block = bytearray(32 * 1024 * 1024)
-        block[::4096] = b"x" * len(block[::4096])  # touch every page
+        # A fresh anonymous mapping: malloc could reuse memory freed by earlier tests
+        # and leave RSS unchanged, a new mapping's pages are new once touched.
+        block = mmap.mmap(-1, 32 * 1024 * 1024)
+        for off in range(0, len(block), 4096):
+            block[off] = 1
     m = rec.records[0].memory
     assert m is not None
     assert m.peak_rss_bytes >= max(m.before.rss_bytes, m.after.rss_bytes)
     assert m.after.rss_anon_bytes - m.before.rss_anon_bytes >= 30 * 1024 * 1024
     assert m.after.rss_bytes == m.after.rss_anon_bytes + m.after.rss_file_bytes
-    del block
+    block.close()
 
 
 def test_injected_slowdown_parsing():
