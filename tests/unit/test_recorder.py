@@ -63,9 +63,10 @@ def test_memory_is_recorded_with_peaks_at_least_before_and_after():
     import mmap
 
     with rec.stage("alloc"):
-        # A fresh anonymous mapping: malloc could reuse memory freed by earlier tests
+        # A fresh private anonymous mapping (a shared one counts as shmem, which statm
+        # reports with file pages): malloc could reuse memory freed by earlier tests
         # and leave RSS unchanged, a new mapping's pages are new once touched.
-        block = mmap.mmap(-1, 32 * 1024 * 1024)
+        block = mmap.mmap(-1, 32 * 1024 * 1024, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
         for off in range(0, len(block), 4096):
             block[off] = 1
     m = rec.records[0].memory
