@@ -69,7 +69,7 @@ def test_instrumentation_overhead(
 
     # Each round ran both loads back to back: the median of the per-round ratios is
     # a second estimate, less sensitive to drift of the machine over the minute.
-    paired = median([i / p - 1 for p, i in zip(result.plain_s, result.instrumented_s, strict=True)])
+    paired = result.paired_fraction
 
     prefix = f"overhead/{MODEL}/cpu/{DTYPE}"
     metrics = {
@@ -104,6 +104,9 @@ def test_instrumentation_overhead(
             f"{median(result.instrumented_s):.3f} s, overhead {result.fraction:+.2%} "
             f"(median of per-round ratios {paired:+.2%}; budget {BUDGET_FRACTION:.0%})"
         )
-    assert result.fraction < BUDGET_FRACTION, (
-        f"instrumentation costs {result.fraction:.2%} of a load, budget {BUDGET_FRACTION:.0%}"
+    # Gate on the paired estimate: the ratio of medians mixes in whatever else the
+    # shared machine did between rounds (seen: +9.8% by medians, -0.13% paired, in
+    # one run under a concurrent CI job).
+    assert paired < BUDGET_FRACTION, (
+        f"instrumentation costs {paired:.2%} of a load (paired), budget {BUDGET_FRACTION:.0%}"
     )

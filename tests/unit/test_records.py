@@ -122,3 +122,11 @@ def test_machine_key_ignores_volatile_fields():
     a = Environment("3.11", "linux", "cpu", 2, 1, hostname="a", gpu_pci_bus_id="x")
     b = Environment("3.11", "linux", "cpu", 2, 1, hostname="b", gpu_pci_bus_id="y")
     assert a.machine_key() == b.machine_key()
+
+
+def test_overhead_estimates_on_known_samples():
+    from profiler.overhead import Overhead
+
+    o = Overhead(plain_s=(1.0, 2.0, 1.0), instrumented_s=(1.01, 2.04, 1.5))
+    assert o.fraction == pytest.approx((1.5 - 1.0) / 1.0)  # medians 1.0 vs 1.5
+    assert o.paired_fraction == pytest.approx(0.02)  # per-round 0.01, 0.02, 0.5
