@@ -1115,7 +1115,7 @@ def _probe_host_device(dev: Any, n: int, trials: int, notes: Sequence[str]) -> l
         # one (seen on an H100: 7.2 GB/s whole, more in pieces). The ceiling is
         # the better of the two ways, so no loader can beat it.
         for off in range(0, n, piece):
-            gpu[off: off + piece].copy_(pageable[off: off + piece])
+            gpu[off : off + piece].copy_(pageable[off : off + piece])
 
     out = []
     for fn, what in cases:
@@ -1133,9 +1133,11 @@ def _probe_host_device(dev: Any, n: int, trials: int, notes: Sequence[str]) -> l
             from profiler.stats import median as _median
 
             if _median(pieces) > _median(rates):
-                method = (f"torch copy_ of {n / MIB:.0f} MiB in {piece // MIB} MiB pieces, "
-                          f"{what}, timed with CUDA events; median of {trials} after a warm-up "
-                          f"(one {n / MIB:.0f} MiB copy: {_median(rates):.2f} GB/s)")
+                method = (
+                    f"torch copy_ of {n / MIB:.0f} MiB in {piece // MIB} MiB pieces, "
+                    f"{what}, timed with CUDA events; median of {trials} after a warm-up "
+                    f"(one {n / MIB:.0f} MiB copy: {_median(rates):.2f} GB/s)"
+                )
                 rates = pieces
             else:
                 method += f" ({piece // MIB} MiB pieces: {_median(pieces):.2f} GB/s)"

@@ -28,10 +28,21 @@ BIN_INDEX = "pytorch_model.bin.index.json"
 
 # safetensors dtype codes -> torch dtype names (the format's documented codes).
 _ST_DTYPES = {
-    "F64": "float64", "F32": "float32", "F16": "float16", "BF16": "bfloat16",
-    "I64": "int64", "I32": "int32", "I16": "int16", "I8": "int8", "U8": "uint8",
-    "BOOL": "bool", "F8_E4M3": "float8_e4m3fn", "F8_E5M2": "float8_e5m2",
-    "U16": "uint16", "U32": "uint32", "U64": "uint64",
+    "F64": "float64",
+    "F32": "float32",
+    "F16": "float16",
+    "BF16": "bfloat16",
+    "I64": "int64",
+    "I32": "int32",
+    "I16": "int16",
+    "I8": "int8",
+    "U8": "uint8",
+    "BOOL": "bool",
+    "F8_E4M3": "float8_e4m3fn",
+    "F8_E5M2": "float8_e5m2",
+    "U16": "uint16",
+    "U32": "uint32",
+    "U64": "uint64",
 }
 
 
@@ -61,7 +72,9 @@ def find_checkpoint(folder: Path) -> Checkpoint:
             try:
                 weight_map = json.loads(index.read_text())["weight_map"]
             except (OSError, ValueError, KeyError) as e:
-                raise UserError(f"{index}: unreadable shard index ({e}): re-download the model") from e
+                raise UserError(
+                    f"{index}: unreadable shard index ({e}): re-download the model"
+                ) from e
             names = list(dict.fromkeys(weight_map.values()))
             files = tuple(folder / n for n in names)
             missing = [f.name for f in files if not f.is_file()]
@@ -123,7 +136,9 @@ def read_safetensors_header(path: Path) -> SafetensorsHeader:
             dtype = _ST_DTYPES[info["dtype"]]
             shape = tuple(int(x) for x in info["shape"])
         except (KeyError, TypeError, ValueError) as e:
-            raise UserError(f"{path}: corrupt safetensors header at {name!r}: re-download it") from e
+            raise UserError(
+                f"{path}: corrupt safetensors header at {name!r}: re-download it"
+            ) from e
         if data_offset + end > size:
             raise UserError(
                 f"{path}: truncated safetensors file (tensor {name!r} ends at byte "
@@ -153,11 +168,12 @@ def read_file_into(
     view = memoryview(buffer.numpy()).cast("B")
     fd = os.open(path, os.O_RDONLY)
     try:
+
         def work(offset: int) -> int:
             n = min(chunk_bytes, size - offset)
             done = 0
             while done < n:
-                got = os.preadv(fd, [view[offset + done: offset + n]], offset + done)
+                got = os.preadv(fd, [view[offset + done : offset + n]], offset + done)
                 if got <= 0:
                     raise UserError(f"{path}: file ended early while reading: re-download it")
                 done += got
@@ -187,7 +203,7 @@ def tensors_from_buffer(
     copied = 0
     for t in header.tensors:
         dtype = getattr(torch, t.dtype)
-        raw = buffer[t.begin: t.end]
+        raw = buffer[t.begin : t.end]
         itemsize = torch.empty((), dtype=dtype).element_size()
         if t.begin % itemsize:
             raw = raw.clone()  # views need element alignment; rare in practice

@@ -17,7 +17,7 @@ import os  # noqa: E402
 import sys  # noqa: E402
 import traceback  # noqa: E402
 import uuid  # noqa: E402
-from datetime import datetime, timezone  # noqa: E402
+from datetime import UTC, datetime  # noqa: E402
 from pathlib import Path  # noqa: E402
 from typing import Any  # noqa: E402
 
@@ -44,12 +44,16 @@ def _check_device(device: str) -> None:
             raise UserError(f"unknown device {device!r}: use cpu, cuda or cuda:N")
         return
     if not torch.cuda.is_available():
-        raise UserError(f"--device {device} but no CUDA GPU is visible to torch "
-                        f"(torch {torch.__version__}): use --device cpu or install a CUDA build")
+        raise UserError(
+            f"--device {device} but no CUDA GPU is visible to torch "
+            f"(torch {torch.__version__}): use --device cpu or install a CUDA build"
+        )
     idx = torch.device(device).index or 0
     if idx >= torch.cuda.device_count():
-        raise UserError(f"--device {device} but only {torch.cuda.device_count()} GPU(s) "
-                        "are visible: pick an index below that")
+        raise UserError(
+            f"--device {device} but only {torch.cuda.device_count()} GPU(s) "
+            "are visible: pick an index below that"
+        )
 
 
 def _inject_fault(repetition: int) -> None:
@@ -72,7 +76,9 @@ def _inject_fault(repetition: int) -> None:
             time.sleep(3600)
 
 
-def run_job(job: LoadJob, *, main_ns: int | None = None, in_process: bool = False) -> dict[str, Any]:
+def run_job(
+    job: LoadJob, *, main_ns: int | None = None, in_process: bool = False
+) -> dict[str, Any]:
     """Run one job in this process; returns ``{"run": ...}`` or ``{"native": ...}``."""
     # Sampling threads and tokenizer threads must not fight over the cores the
     # load uses; tokenizers' own parallelism warnings are noise here.
@@ -80,8 +86,15 @@ def run_job(job: LoadJob, *, main_ns: int | None = None, in_process: bool = Fals
     os.environ.setdefault("CUDA_DEVICE_ORDER", "PCI_BUS_ID")
     rec = Recorder(sync=None)
     if job.spawn_ns is not None and main_ns is not None:
-        rec.add(StageRecord("python_start", "ok", job.spawn_ns, main_ns,
-                            notes=("interpreter start and llmprof's own imports",)))
+        rec.add(
+            StageRecord(
+                "python_start",
+                "ok",
+                job.spawn_ns,
+                main_ns,
+                notes=("interpreter start and llmprof's own imports",),
+            )
+        )
     with rec.stage("import") as st:
         import torch
         import transformers
@@ -128,19 +141,27 @@ def run_job(job: LoadJob, *, main_ns: int | None = None, in_process: bool = Fals
                 st.note("all files were already in the hub cache: nothing downloaded")
         folder, revision = result.path, result.revision
     elif job.view in ("staged", "fast"):
-        rec.skip("hub_download", "local files: no hub involved" if not job.hub_repo
-                 else "hub files resolved by the parent")
+        rec.skip(
+            "hub_download",
+            "local files: no hub involved"
+            if not job.hub_repo
+            else "hub files resolved by the parent",
+        )
     assert folder is not None
 
     from profiler.staged import LoadOptions
 
-    options = LoadOptions(dtype=job.dtype, device=job.device, read_threads=job.read_threads,
-                          pinned=job.pinned, gguf_file=job.gguf_file)
+    options = LoadOptions(
+        dtype=job.dtype,
+        device=job.device,
+        read_threads=job.read_threads,
+        pinned=job.pinned,
+        gguf_file=job.gguf_file,
+    )
     if job.view.startswith("native"):
         from profiler.native import load_native
 
-        view, _model = load_native(folder, options, rec,
-                                   device_map=job.view == "native-device-map")
+        view, _model = load_native(folder, options, rec, device_map=job.view == "native-device-map")
         return {"native": view.to_dict()}
 
     if job.view == "fast":
@@ -168,8 +189,10 @@ def run_job(job: LoadJob, *, main_ns: int | None = None, in_process: bool = Fals
         architecture=type(loaded.model).__name__,
         num_parameters=loaded.num_parameters,
         weight_format=loaded.weight_format,
-        weight_files=tuple(os.path.relpath(f, folder) if not job.gguf_file else Path(f).name
-                           for f in loaded.weight_files),
+        weight_files=tuple(
+            os.path.relpath(f, folder) if not job.gguf_file else Path(f).name
+            for f in loaded.weight_files
+        ),
         weight_bytes=loaded.weight_bytes,
         storage_dtype=loaded.storage_dtype,
     )
@@ -184,7 +207,7 @@ def run_job(job: LoadJob, *, main_ns: int | None = None, in_process: bool = Fals
         stages=tuple(rec.records),
         decode=tuple(decode),
         notes=tuple(notes),
-        created_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        created_at=datetime.now(UTC).isoformat(timespec="seconds"),
         run_id=uuid.uuid4().hex[:12],
     )
     return {"run": run.to_dict()}
@@ -199,14 +222,20 @@ def _run_decode(job: LoadJob, loaded: Any) -> tuple[list[DecodeRecord], list[str
         return [], [f"decode skipped: {reason}"]
     spec = job.decode
     options = dec.DecodeOptions(
-        batch_sizes=spec.batch_sizes, new_tokens=spec.new_tokens, prompt=spec.prompt,
-        prompt_tokens=spec.prompt_tokens, chat=spec.chat, temperature=spec.temperature,
-        seed=spec.seed, warm_calls=spec.warm_calls,
+        batch_sizes=spec.batch_sizes,
+        new_tokens=spec.new_tokens,
+        prompt=spec.prompt,
+        prompt_tokens=spec.prompt_tokens,
+        chat=spec.chat,
+        temperature=spec.temperature,
+        seed=spec.seed,
+        warm_calls=spec.warm_calls,
     )
     options.validate(loaded.model.config)
     bandwidth = measure_memory_bandwidth(job.device)
-    return dec.profile_decode(loaded.model, loaded.tokenizer, options, device=job.device,
-                              bandwidth=bandwidth), []
+    return dec.profile_decode(
+        loaded.model, loaded.tokenizer, options, device=job.device, bandwidth=bandwidth
+    ), []
 
 
 def main(argv: list[str] | None = None) -> int:

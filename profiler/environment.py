@@ -51,8 +51,9 @@ def filesystem_of(path: str | os.PathLike[str]) -> tuple[str | None, str | None]
     return None, None
 
 
-def fingerprint(weights_path: str | os.PathLike[str] | None = None,
-                device: str = "cpu") -> Environment:
+def fingerprint(
+    weights_path: str | os.PathLike[str] | None = None, device: str = "cpu"
+) -> Environment:
     """Fingerprint this machine. Imports torch only if it is already imported (the
     caller decides when the import cost is paid)."""
     fs_type, fs_dev = filesystem_of(weights_path) if weights_path else (None, None)
@@ -78,8 +79,10 @@ def fingerprint(weights_path: str | os.PathLike[str] | None = None,
                 driver = None
             bus = getattr(props, "pci_bus_id", None)
             if bus is not None:
-                pci = (f"{getattr(props, 'pci_domain_id', 0):08X}:{bus:02X}:"
-                       f"{getattr(props, 'pci_device_id', 0):02X}.0")
+                pci = (
+                    f"{getattr(props, 'pci_domain_id', 0):08X}:{bus:02X}:"
+                    f"{getattr(props, 'pci_device_id', 0):02X}.0"
+                )
     else:
         torch_v = _version("torch")
     return Environment(

@@ -23,7 +23,14 @@ from typing import TYPE_CHECKING, Any
 from profiler.checkpoint import SafetensorsHeader, find_checkpoint, read_safetensors_header
 from profiler.errors import UserError
 from profiler.recorder import Recorder
-from profiler.staged import Loaded, LoadOptions, _attach, _init_on_meta, _load_tokenizer, resolve_dtype
+from profiler.staged import (
+    Loaded,
+    LoadOptions,
+    _attach,
+    _init_on_meta,
+    _load_tokenizer,
+    resolve_dtype,
+)
 
 if TYPE_CHECKING:
     import torch
@@ -37,8 +44,13 @@ def _plan(sizes: Sequence[int], chunk: int) -> list[tuple[int, int, int]]:
     return out
 
 
-def read_to_device(paths: Sequence[Path], device: str, *, threads: int, chunk_bytes: int,
-                   ) -> list[torch.Tensor]:
+def read_to_device(
+    paths: Sequence[Path],
+    device: str,
+    *,
+    threads: int,
+    chunk_bytes: int,
+) -> list[torch.Tensor]:
     """Read every file into one device (or host) uint8 tensor per file."""
     import torch
 
@@ -72,7 +84,7 @@ def read_to_device(paths: Sequence[Path], device: str, *, threads: int, chunk_by
             if not on_cuda:
                 while (item := take()) is not None:
                     f, off, n = item
-                    view = memoryview(dst[f].numpy()).cast("B")[off: off + n]
+                    view = memoryview(dst[f].numpy()).cast("B")[off : off + n]
                     pread_into(fds[f], view, off)
                 return
             stream = torch.cuda.Stream(device=device)
@@ -87,7 +99,7 @@ def read_to_device(paths: Sequence[Path], device: str, *, threads: int, chunk_by
                 buf = bufs[slot]
                 pread_into(fds[f], memoryview(buf.numpy()).cast("B")[:n], off)
                 with torch.cuda.stream(stream):
-                    dst[f][off: off + n].copy_(buf[:n], non_blocking=True)
+                    dst[f][off : off + n].copy_(buf[:n], non_blocking=True)
                     ev = torch.cuda.Event()
                     ev.record(stream)
                 done_events[slot] = ev
@@ -116,7 +128,7 @@ def _views(header: SafetensorsHeader, buf: torch.Tensor) -> dict[str, torch.Tens
     out = {}
     for t in header.tensors:
         dtype = getattr(torch, t.dtype)
-        raw = buf[t.begin: t.end]
+        raw = buf[t.begin : t.end]
         if t.begin % torch.empty((), dtype=dtype).element_size():
             raw = raw.clone()
         out[t.name] = raw.view(dtype).reshape(t.shape)
@@ -135,8 +147,14 @@ def read_plan(resident_fraction: float, cpu_count: int) -> tuple[int, int]:
     return max(1, min(4, cpu_count)), 64 * 1024 * 1024
 
 
-def load_fast(folder: Path, options: LoadOptions, rec: Recorder, *, threads: int | None = None,
-              chunk_bytes: int | None = None) -> Loaded:
+def load_fast(
+    folder: Path,
+    options: LoadOptions,
+    rec: Recorder,
+    *,
+    threads: int | None = None,
+    chunk_bytes: int | None = None,
+) -> Loaded:
     import torch
     from transformers import AutoConfig, AutoTokenizer, GenerationConfig
 
@@ -173,16 +191,24 @@ def load_fast(folder: Path, options: LoadOptions, rec: Recorder, *, threads: int
     threads = threads or auto_threads
     chunk_bytes = chunk_bytes or auto_chunk
     with rec.stage("read_copy", "bytes read and copied to the device, overlapped") as st:
-        st.note(f"{100 * resident:.0f}% of the checkpoint was in the page cache when the "
-                f"read started: {threads} threads × {chunk_bytes >> 20} MiB chunks")
-        bufs = read_to_device(ckpt.files, options.device, threads=threads,
-                              chunk_bytes=chunk_bytes)
+        st.note(
+            f"{100 * resident:.0f}% of the checkpoint was in the page cache when the "
+            f"read started: {threads} threads × {chunk_bytes >> 20} MiB chunks"
+        )
+        bufs = read_to_device(ckpt.files, options.device, threads=threads, chunk_bytes=chunk_bytes)
         st.bytes = ckpt.total_bytes
-        st.counters.update({"threads": threads, "chunk_bytes": chunk_bytes,
-                            "pinned": int(options.device.startswith("cuda"))})
-        st.note(f"{threads} threads pread into pinned buffers; async copies on one stream "
-                "per thread" if options.device.startswith("cuda")
-                else f"{threads} threads pread into host memory")
+        st.counters.update(
+            {
+                "threads": threads,
+                "chunk_bytes": chunk_bytes,
+                "pinned": int(options.device.startswith("cuda")),
+            }
+        )
+        st.note(
+            f"{threads} threads pread into pinned buffers; async copies on one stream per thread"
+            if options.device.startswith("cuda")
+            else f"{threads} threads pread into host memory"
+        )
     state: dict[str, torch.Tensor] = {}
     for h, b in zip(headers, bufs, strict=True):
         state.update(_views(h, b))
@@ -208,6 +234,14 @@ def load_fast(folder: Path, options: LoadOptions, rec: Recorder, *, threads: int
     with rec.stage("eval"):
         model.eval()
     del bufs
-    return Loaded(model, tokenizer, config, dtype_name, "safetensors",
-                  tuple(str(f) for f in ckpt.files), ckpt.total_bytes, stored,
-                  sum(p.numel() for p in model.parameters()))
+    return Loaded(
+        model,
+        tokenizer,
+        config,
+        dtype_name,
+        "safetensors",
+        tuple(str(f) for f in ckpt.files),
+        ckpt.total_bytes,
+        stored,
+        sum(p.numel() for p in model.parameters()),
+    )

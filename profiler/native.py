@@ -17,13 +17,19 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from profiler.records import NativeView, StageRecord
 from profiler.recorder import Recorder
+from profiler.records import NativeView, StageRecord
 from profiler.staged import LoadOptions, resolve_dtype
 
 
-def load_native(folder: Path, options: LoadOptions, rec: Recorder, *,
-                device_map: bool = False, trace_h2d: bool | None = None) -> tuple[NativeView, Any]:
+def load_native(
+    folder: Path,
+    options: LoadOptions,
+    rec: Recorder,
+    *,
+    device_map: bool = False,
+    trace_h2d: bool | None = None,
+) -> tuple[NativeView, Any]:
     """Run the plain load; returns the view and the model (for equality checks)."""
     import torch
     from transformers import AutoConfig, AutoTokenizer
@@ -36,7 +42,7 @@ def load_native(folder: Path, options: LoadOptions, rec: Recorder, *,
     first = len(rec.records)
 
     with rec.stage("tokenizer"):
-        tokenizer = AutoTokenizer.from_pretrained(folder, **gguf)
+        AutoTokenizer.from_pretrained(folder, **gguf)  # timed as users pay it; not needed after
 
     config = AutoConfig.from_pretrained(folder, **gguf)  # cheap; needed to name "auto"
     dtype_name = resolve_dtype(options.dtype, config, None)
@@ -66,8 +72,9 @@ def load_native(folder: Path, options: LoadOptions, rec: Recorder, *,
                 st.note("h2d counters from torch.profiler (CUDA activity only)")
             st.add_bytes(_model_bytes(model))
     else:
-        rec.skip("to_device", "device_map placed weights directly" if device_map
-                 else "device is cpu")
+        rec.skip(
+            "to_device", "device_map placed weights directly" if device_map else "device is cpu"
+        )
 
     with rec.stage("eval"):
         model.eval()
@@ -76,9 +83,12 @@ def load_native(folder: Path, options: LoadOptions, rec: Recorder, *,
     attribution, unattributed = _attribute(stages, on_cuda)
     view = NativeView(
         stages=stages,
-        load_kwargs={"dtype": dtype_name, "device_map": options.device if device_map else "",
-                     **({"gguf_file": str(options.gguf_file)} if options.gguf_file else {}),
-                     "async_load": "off" if os.environ.get("HF_DEACTIVATE_ASYNC_LOAD") else "on"},
+        load_kwargs={
+            "dtype": dtype_name,
+            "device_map": options.device if device_map else "",
+            **({"gguf_file": str(options.gguf_file)} if options.gguf_file else {}),
+            "async_load": "off" if os.environ.get("HF_DEACTIVATE_ASYNC_LOAD") else "on",
+        },
         attribution=attribution,
         unattributed=tuple(unattributed),
     )
@@ -96,8 +106,9 @@ def _model_bytes(model: Any) -> int:
     return total
 
 
-def _attribute(stages: tuple[StageRecord, ...], on_cuda: bool
-               ) -> tuple[dict[str, float | int | str], list[str]]:
+def _attribute(
+    stages: tuple[StageRecord, ...], on_cuda: bool
+) -> tuple[dict[str, float | int | str], list[str]]:
     """Counters measured during the native stages, and what they cannot explain."""
     out: dict[str, float | int | str] = {}
     unattributed: list[str] = []
@@ -109,8 +120,12 @@ def _attribute(stages: tuple[StageRecord, ...], on_cuda: bool
     out["from_pretrained.major_faults"] = fp.counters.get("major_faults", 0)
     if fp.memory is not None:
         m = fp.memory
-        out["from_pretrained.rss_file_growth_bytes"] = m.after.rss_file_bytes - m.before.rss_file_bytes
-        out["from_pretrained.rss_anon_growth_bytes"] = m.after.rss_anon_bytes - m.before.rss_anon_bytes
+        out["from_pretrained.rss_file_growth_bytes"] = (
+            m.after.rss_file_bytes - m.before.rss_file_bytes
+        )
+        out["from_pretrained.rss_anon_growth_bytes"] = (
+            m.after.rss_anon_bytes - m.before.rss_anon_bytes
+        )
     if fp.bytes:
         out["from_pretrained.model_bytes"] = fp.bytes
     unattributed.append(
@@ -127,7 +142,8 @@ def _attribute(stages: tuple[StageRecord, ...], on_cuda: bool
             out["to_device.other_s"] = rest
             unattributed.append(
                 f"to_device: {rest:.3f} s outside host→device copies "
-                "(allocation, launch and Python overhead: not split further)")
+                "(allocation, launch and Python overhead: not split further)"
+            )
         else:
             unattributed.append("to_device: no copy trace (run without torch.profiler)")
     return out, unattributed

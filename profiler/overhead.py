@@ -29,8 +29,7 @@ class Overhead:
         """Median over rounds of (instrumented / plain − 1). Each round ran both loads
         back to back (order alternating), so drift of a shared machine over the run
         cancels within a round: the estimate the 2% budget is checked against."""
-        return median([i / p - 1 for p, i in zip(self.plain_s, self.instrumented_s,
-                                                 strict=True)])
+        return median([i / p - 1 for p, i in zip(self.plain_s, self.instrumented_s, strict=True)])
 
 
 def measure_overhead(folder: Path, options: LoadOptions, rounds: int = 5) -> Overhead:

@@ -46,7 +46,15 @@ def rank_variants(runs: Sequence[RunRecord]) -> dict[str, list[VariantRank]]:
             if ref is None:
                 ref = s.median
             desc = group[0].notes[-1] if group[0].notes else ""
-            rows.append(VariantRank(variant, cache, s, ref / s.median if s.median else 0.0,
-                                    sum(r.status != "ok" for r in group), desc))
+            rows.append(
+                VariantRank(
+                    variant,
+                    cache,
+                    s,
+                    ref / s.median if s.median else 0.0,
+                    sum(r.status != "ok" for r in group),
+                    desc,
+                )
+            )
         out[cache] = sorted(rows, key=lambda v: v.total.median)
     return out

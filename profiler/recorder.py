@@ -139,8 +139,9 @@ class Recorder:
 
     def skip(self, name: str, reason: str) -> None:
         now = self.clock()
-        self.records.append(StageRecord(name=name, status="skipped", start_ns=now,
-                                        end_ns=now, notes=(reason,)))
+        self.records.append(
+            StageRecord(name=name, status="skipped", start_ns=now, end_ns=now, notes=(reason,))
+        )
 
     @contextmanager
     def stage(self, name: str, bytes_what: str = "") -> Iterator[StageHandle]:

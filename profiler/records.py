@@ -280,8 +280,7 @@ class Environment:
 
     def machine_key(self) -> dict[str, Any]:
         """What must match for two runs to be called 'the same machine'."""
-        keys = ("cpu_model", "cpu_count", "gpu_name", "gpu_driver", "cuda", "torch",
-                "transformers")
+        keys = ("cpu_model", "cpu_count", "gpu_name", "gpu_driver", "cuda", "torch", "transformers")
         return {k: getattr(self, k) for k in keys}
 
 
@@ -442,8 +441,9 @@ class RunRecord:
     @property
     def load_total_s(self) -> float:
         """The model load alone (tokenizer to eval): comparable with the native view."""
-        return sum(s.duration_s for s in self.stages
-                   if s.status == "ok" and s.name not in OUTSIDE_LOAD)
+        return sum(
+            s.duration_s for s in self.stages if s.status == "ok" and s.name not in OUTSIDE_LOAD
+        )
 
     def stage(self, name: str) -> StageRecord | None:
         for s in self.stages:
@@ -496,7 +496,7 @@ class RunRecord:
 def check_schema(data: Mapping[str, Any]) -> None:
     """Refuse data that is not an llmprof run record or comes from a newer version."""
     if not isinstance(data, Mapping) or data.get("kind") != "llmprof.run":
-        raise UserError("not an llmprof run record (no \"kind\": \"llmprof.run\")")
+        raise UserError('not an llmprof run record (no "kind": "llmprof.run")')
     version = data.get("schema_version")
     if not isinstance(version, int):
         raise UserError("llmprof record has no integer schema_version")

@@ -24,7 +24,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from profiler.errors import UserError
@@ -70,22 +70,28 @@ def resolve_source(req: ProfileRequest, log: Callable[[str], None]) -> Source:
     """Turn the user's MODEL into files (building or converting local sources)."""
     from profiler.sources import resolve_local
 
-    local = resolve_local(req.spec, fmt=req.fmt, max_shard_size=req.max_shard_size,
-                          progress=log)
+    local = resolve_local(req.spec, fmt=req.fmt, max_shard_size=req.max_shard_size, progress=log)
     if local is not None:
         notes = list(local.notes)
         if local.build_s is not None:
             notes.append(f"built in {local.build_s:.1f} s before profiling (not part of any stage)")
             log(f"built {req.spec} in {local.build_s:.1f} s → {local.path}")
-        info = ModelInfo(spec=req.spec, source_kind=local.kind, path=str(local.path),
-                         random_weights=local.random_weights, notes=tuple(notes))
+        info = ModelInfo(
+            spec=req.spec,
+            source_kind=local.kind,
+            path=str(local.path),
+            random_weights=local.random_weights,
+            notes=tuple(notes),
+        )
         return Source(info, local.path, None, local.gguf_file, local.build_s)
 
     from profiler.sources.hub import looks_like_hub_id
 
     if not looks_like_hub_id(req.spec):
-        raise UserError(f"{req.spec!r} is neither a local model folder, a .gguf file, a preset "
-                        "(synthetic:NAME, smollm2-135m) nor a hub id: see `llmprof models`")
+        raise UserError(
+            f"{req.spec!r} is neither a local model folder, a .gguf file, a preset "
+            "(synthetic:NAME, smollm2-135m) nor a hub id: see `llmprof models`"
+        )
     info = ModelInfo(spec=req.spec, source_kind="hub", path="")
     return Source(info, None, hub_repo=req.spec)
 
@@ -140,13 +146,11 @@ def prepare_page_cache(files: list[Path], state: str) -> CacheState:
     if state == "cold":
         res = caches.evict(files)
         ok, note = caches.verify("cold", res)
-        return CacheState(page="cold", page_resident_fraction_before=res.fraction,
-                          page_verified=ok)
+        return CacheState(page="cold", page_resident_fraction_before=res.fraction, page_verified=ok)
     if state == "warm":
         res = caches.warm(files)
         ok, note = caches.verify("warm", res)
-        return CacheState(page="warm", page_resident_fraction_before=res.fraction,
-                          page_verified=ok)
+        return CacheState(page="warm", page_resident_fraction_before=res.fraction, page_verified=ok)
     res = caches.residency(files)
     return CacheState(page="uncontrolled", page_resident_fraction_before=res.fraction)
 
@@ -179,20 +183,29 @@ def _describe_exit(code: int) -> str:
     return f"exited with code {code}"
 
 
-def run_child(job: LoadJob, env_extra: dict[str, str], timeout_s: float | None,
-              relay: bool = True) -> dict:
+def run_child(
+    job: LoadJob, env_extra: dict[str, str], timeout_s: float | None, relay: bool = True
+) -> dict:
     """Run one job in a fresh interpreter; return its result document."""
     with tempfile.TemporaryDirectory(prefix="llmprof-job-") as tmp:
         job_path, out_path = Path(tmp, "job.json"), Path(tmp, "out.json")
-        env = {**os.environ, **env_extra, "PYTHONUNBUFFERED": "1",
-               "TRANSFORMERS_VERBOSITY": "error", "TOKENIZERS_PARALLELISM": "false"}
+        env = {
+            **os.environ,
+            **env_extra,
+            "PYTHONUNBUFFERED": "1",
+            "TRANSFORMERS_VERBOSITY": "error",
+            "TOKENIZERS_PARALLELISM": "false",
+        }
         spawn_ns = time.monotonic_ns()
         job = dataclasses.replace(job, spawn_ns=spawn_ns)
         job_path.write_text(json.dumps(job.to_dict()))
         proc = subprocess.Popen(
             [sys.executable, "-m", "profiler.child", str(job_path), str(out_path)],
-            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-            env=env, start_new_session=True,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            env=env,
+            start_new_session=True,
         )
         tail: collections.deque[str] = collections.deque(maxlen=20)
 
@@ -215,12 +228,13 @@ def run_child(job: LoadJob, env_extra: dict[str, str], timeout_s: float | None,
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
             t.join(timeout=5)
-            raise ChildFailed(None, f"timed out after {timeout_s:g} s and was killed\n"
-                              + "\n".join(tail)) from None
+            raise ChildFailed(
+                None, f"timed out after {timeout_s:g} s and was killed\n" + "\n".join(tail)
+            ) from None
         t.join(timeout=5)
         if code == 2:
             msg = next((x for x in reversed(tail) if x.startswith("llmprof: ")), None)
-            raise UserError(msg[len("llmprof: "):] if msg else "child reported bad input")
+            raise UserError(msg[len("llmprof: ") :] if msg else "child reported bad input")
         if code != 0 or not out_path.is_file():
             raise ChildFailed(code, _describe_exit(code) + "\n" + "\n".join(tail))
         return json.loads(out_path.read_text())
@@ -237,16 +251,25 @@ def run_in_process(job: LoadJob) -> dict:
         raise ChildFailed(1, f"{type(e).__name__}: {e}") from e
 
 
-def _failed_record(src: Source, req: ProfileRequest, cache: CacheState, rep: int,
-                   err: ChildFailed) -> RunRecord:
+def _failed_record(
+    src: Source, req: ProfileRequest, cache: CacheState, rep: int, err: ChildFailed
+) -> RunRecord:
     from profiler.environment import fingerprint
 
     return RunRecord(
-        model=src.model, device=req.device, dtype_requested=req.dtype, dtype_resolved="",
-        cache=cache, environment=fingerprint(src.folder, "cpu"), repetition=rep,
-        status="failed", error=err.tail[-4000:], exit_code=err.exit_code,
-        created_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        run_id=uuid.uuid4().hex[:12], suite=req.suite,
+        model=src.model,
+        device=req.device,
+        dtype_requested=req.dtype,
+        dtype_resolved="",
+        cache=cache,
+        environment=fingerprint(src.folder, "cpu"),
+        repetition=rep,
+        status="failed",
+        error=err.tail[-4000:],
+        exit_code=err.exit_code,
+        created_at=datetime.now(UTC).isoformat(timespec="seconds"),
+        run_id=uuid.uuid4().hex[:12],
+        suite=req.suite,
     )
 
 
@@ -261,11 +284,16 @@ def profile(req: ProfileRequest, log: Callable[[str], None] = lambda s: None) ->
     src = resolve_source(req, log)
     if src.folder is not None and not src.gguf_file:
         preflight(src.folder)
-    execute = (lambda job, env: run_in_process(job)) if req.in_process else (
-        lambda job, env: run_child(job, env, req.timeout_s))
+    execute = (
+        (lambda job, env: run_in_process(job))
+        if req.in_process
+        else (lambda job, env: run_child(job, env, req.timeout_s))
+    )
     if req.in_process and req.hub_state == "cold":
-        raise UserError("--in-process cannot give a cold hub cache (huggingface_hub reads its "
-                        "cache location once per process): drop --in-process")
+        raise UserError(
+            "--in-process cannot give a cold hub cache (huggingface_hub reads its "
+            "cache location once per process): drop --in-process"
+        )
     runs: list[RunRecord] = []
     for rep in range(req.repeat):
         for page_state in req.page_states:
@@ -273,9 +301,14 @@ def profile(req: ProfileRequest, log: Callable[[str], None] = lambda s: None) ->
     return runs
 
 
-def _one_repetition(req: ProfileRequest, src: Source, rep: int, page_state: str,
-                    execute: Callable[[LoadJob, dict[str, str]], dict],
-                    log: Callable[[str], None]) -> RunRecord:
+def _one_repetition(
+    req: ProfileRequest,
+    src: Source,
+    rep: int,
+    page_state: str,
+    execute: Callable[[LoadJob, dict[str, str]], dict],
+    log: Callable[[str], None],
+) -> RunRecord:
     hub_state = req.hub_state if src.hub_repo else "n/a"
     process = "in-process" if req.in_process else "fresh"
     with hub_cache_for(hub_state) as hub_env:
@@ -293,13 +326,23 @@ def _one_repetition(req: ProfileRequest, src: Source, rep: int, page_state: str,
         else:
             cache = CacheState(page="uncontrolled")  # files arrive with the download
         cache = dataclasses.replace(
-            cache, hub=hub_state if hub_state != "user" else (
-                "warm" if folder is not None else "cold"), process=process)
+            cache,
+            hub=hub_state if hub_state != "user" else ("warm" if folder is not None else "cold"),
+            process=process,
+        )
         job = LoadJob(
-            model=src.model, folder=str(folder) if folder else "",
-            hub_repo=src.hub_repo, gguf_file=src.gguf_file, view="staged", dtype=req.dtype,
-            device=req.device, read_threads=req.read_threads, pinned=req.pinned,
-            decode=req.decode, cache=cache, repetition=rep,
+            model=src.model,
+            folder=str(folder) if folder else "",
+            hub_repo=src.hub_repo,
+            gguf_file=src.gguf_file,
+            view="staged",
+            dtype=req.dtype,
+            device=req.device,
+            read_threads=req.read_threads,
+            pinned=req.pinned,
+            decode=req.decode,
+            cache=cache,
+            repetition=rep,
         )
         label = f"repetition {rep + 1}/{req.repeat} [{cache.label}]"
         log(f"{label}: staged view")
@@ -318,8 +361,7 @@ def _one_repetition(req: ProfileRequest, src: Source, rep: int, page_state: str,
         nfiles = model_files(nfolder, src.gguf_file)
         ncache = prepare_page_cache(nfiles, page_state)
         view = "native-device-map" if req.native_device_map else "native"
-        njob = dataclasses.replace(job, folder=str(nfolder), hub_repo=None, view=view,
-                                   cache=ncache)
+        njob = dataclasses.replace(job, folder=str(nfolder), hub_repo=None, view=view, cache=ncache)
         log(f"{label}: native view")
         try:
             ndoc = execute(njob, hub_env)
@@ -329,12 +371,15 @@ def _one_repetition(req: ProfileRequest, src: Source, rep: int, page_state: str,
         native = NativeView.from_dict(ndoc["native"])
         notes = run.notes
         if ncache.page_verified is False:
-            notes += (f"native view: page cache not {page_state} before its load "
-                      f"({100 * (ncache.page_resident_fraction_before or 0):.1f}% resident)",)
+            notes += (
+                f"native view: page cache not {page_state} before its load "
+                f"({100 * (ncache.page_resident_fraction_before or 0):.1f}% resident)",
+            )
         return dataclasses.replace(run, native=native, notes=notes)
 
 
 # --- variants: the usual ways of loading, side by side ------------------------------
+
 
 @dataclass(frozen=True)
 class Variant:
@@ -349,39 +394,83 @@ class Variant:
 def plan_variants(req: ProfileRequest, folder: Path, stored: str | None) -> list[Variant]:
     """Which loads to compare for this model and device."""
     cuda = req.device.startswith("cuda")
-    out = [Variant("from_pretrained + .to()", "native", req.dtype,
-                   description="the tutorial way: load on CPU, then move")]
+    out = [
+        Variant(
+            "from_pretrained + .to()",
+            "native",
+            req.dtype,
+            description="the tutorial way: load on CPU, then move",
+        )
+    ]
     if cuda:
-        out.append(Variant("from_pretrained(device_map)", "native-device-map", req.dtype,
-                           description="transformers places each tensor on the device"))
+        out.append(
+            Variant(
+                "from_pretrained(device_map)",
+                "native-device-map",
+                req.dtype,
+                description="transformers places each tensor on the device",
+            )
+        )
     if stored and req.dtype not in ("auto", stored):
-        out.append(Variant(f"from_pretrained at storage dtype ({stored})", "native", stored,
-                           description="no cast: what the cast costs"))
+        out.append(
+            Variant(
+                f"from_pretrained at storage dtype ({stored})",
+                "native",
+                stored,
+                description="no cast: what the cast costs",
+            )
+        )
     twin = folder.parent / (folder.name + "-bin")
     if (folder / "pytorch_model.bin").is_file() and (folder / "model.safetensors").is_file():
         twin = folder  # both formats in one folder: transformers prefers safetensors
     if twin != folder and twin.is_dir():
-        out.append(Variant("from_pretrained, pytorch_model.bin", "native", req.dtype,
-                           folder=twin, description="pickle checkpoint of the same weights"))
-    out.append(Variant("llmprof staged", "staged", req.dtype,
-                       description="explicit stages, pageable memory"))
+        out.append(
+            Variant(
+                "from_pretrained, pytorch_model.bin",
+                "native",
+                req.dtype,
+                folder=twin,
+                description="pickle checkpoint of the same weights",
+            )
+        )
+    out.append(
+        Variant(
+            "llmprof staged", "staged", req.dtype, description="explicit stages, pageable memory"
+        )
+    )
     if cuda:
-        out.append(Variant("llmprof staged, pinned", "staged", req.dtype, pinned=True,
-                           description="explicit stages, pinned staging buffers"))
-    out.append(Variant("llmprof fast path", "fast", req.dtype,
-                       description="parallel reads into pinned buffers, overlapped copies"))
+        out.append(
+            Variant(
+                "llmprof staged, pinned",
+                "staged",
+                req.dtype,
+                pinned=True,
+                description="explicit stages, pinned staging buffers",
+            )
+        )
+    out.append(
+        Variant(
+            "llmprof fast path",
+            "fast",
+            req.dtype,
+            description="parallel reads into pinned buffers, overlapped copies",
+        )
+    )
     return out
 
 
-def profile_variants(req: ProfileRequest, log: Callable[[str], None] = lambda s: None
-                     ) -> list[RunRecord]:
+def profile_variants(
+    req: ProfileRequest, log: Callable[[str], None] = lambda s: None
+) -> list[RunRecord]:
     """Every variant in every cache state, in fresh processes; decode is skipped."""
     from profiler.checkpoint import storage_dtype
 
     src = resolve_source(req, log)
     if src.folder is None or src.gguf_file:
-        raise UserError("--variants needs a local safetensors model (a folder, a preset or a "
-                        "hub model already downloaded)")
+        raise UserError(
+            "--variants needs a local safetensors model (a folder, a preset or a "
+            "hub model already downloaded)"
+        )
     variants = plan_variants(req, src.folder, storage_dtype(src.folder))
     runs: list[RunRecord] = []
     no_decode = dataclasses.replace(req.decode, enabled=False)
@@ -390,31 +479,49 @@ def profile_variants(req: ProfileRequest, log: Callable[[str], None] = lambda s:
             for v in variants:
                 folder = v.folder or src.folder
                 cache = dataclasses.replace(
-                    prepare_page_cache(model_files(folder, None), page_state),
-                    process="fresh")
-                job = LoadJob(model=src.model, folder=str(folder), view=v.view, dtype=v.dtype,
-                              device=req.device, read_threads=req.read_threads, pinned=v.pinned,
-                              decode=no_decode, cache=cache, repetition=rep)
+                    prepare_page_cache(model_files(folder, None), page_state), process="fresh"
+                )
+                job = LoadJob(
+                    model=src.model,
+                    folder=str(folder),
+                    view=v.view,
+                    dtype=v.dtype,
+                    device=req.device,
+                    read_threads=req.read_threads,
+                    pinned=v.pinned,
+                    decode=no_decode,
+                    cache=cache,
+                    repetition=rep,
+                )
                 log(f"variant {v.name!r} rep {rep + 1}/{req.repeat} [{cache.label}]")
                 try:
                     doc = run_child(job, {}, req.timeout_s)
                 except ChildFailed as e:
-                    runs.append(dataclasses.replace(
-                        _failed_record(src, req, cache, rep, e), variant=v.name))
+                    runs.append(
+                        dataclasses.replace(_failed_record(src, req, cache, rep, e), variant=v.name)
+                    )
                     continue
                 if "native" in doc:
                     from profiler.environment import fingerprint
 
                     nv = NativeView.from_dict(doc["native"])
                     run = RunRecord(
-                        model=src.model, device=req.device, dtype_requested=v.dtype,
-                        dtype_resolved=nv.load_kwargs.get("dtype", v.dtype), cache=cache,
-                        environment=fingerprint(folder, "cpu"), repetition=rep,
-                        stages=nv.stages, native=nv,
-                        created_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
-                        run_id=uuid.uuid4().hex[:12], suite=req.suite)
+                        model=src.model,
+                        device=req.device,
+                        dtype_requested=v.dtype,
+                        dtype_resolved=nv.load_kwargs.get("dtype", v.dtype),
+                        cache=cache,
+                        environment=fingerprint(folder, "cpu"),
+                        repetition=rep,
+                        stages=nv.stages,
+                        native=nv,
+                        created_at=datetime.now(UTC).isoformat(timespec="seconds"),
+                        run_id=uuid.uuid4().hex[:12],
+                        suite=req.suite,
+                    )
                 else:
                     run = RunRecord.from_dict(doc["run"])
-                runs.append(dataclasses.replace(run, variant=v.name,
-                                                notes=run.notes + (v.description,)))
+                runs.append(
+                    dataclasses.replace(run, variant=v.name, notes=run.notes + (v.description,))
+                )
     return runs

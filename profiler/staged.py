@@ -169,8 +169,9 @@ def load_staged(folder: Path, options: LoadOptions, rec: Recorder) -> Loaded:
     else:
         with rec.stage("deserialize", "bytes unpickled from pytorch_model.bin") as st:
             for buf in buffers:
-                part = torch.load(io.BytesIO(memoryview(buf.numpy())), map_location="cpu",
-                                  weights_only=True)
+                part = torch.load(
+                    io.BytesIO(memoryview(buf.numpy())), map_location="cpu", weights_only=True
+                )
                 state.update(part)
                 st.add_bytes(buf.numel())
             st.note("torch.load copies each tensor out of the pickle: bytes are moved once more")
@@ -199,8 +200,10 @@ def _load_tokenizer(folder: Path, options: LoadOptions, auto: Any) -> Any:
             return auto.from_pretrained(folder, gguf_file=options.gguf_file)
         return auto.from_pretrained(folder)
     except (OSError, ValueError) as e:
-        raise UserError(f"{folder}: cannot load the tokenizer ({str(e).splitlines()[0][:200]})"
-                        ": check the tokenizer files") from e
+        raise UserError(
+            f"{folder}: cannot load the tokenizer ({str(e).splitlines()[0][:200]})"
+            ": check the tokenizer files"
+        ) from e
 
 
 def model_class(config: Any) -> Any:
@@ -238,8 +241,14 @@ def _init_on_meta(config: Any, dtype: torch.dtype) -> Any:
             ) from e
 
 
-def _cast_copy_attach(model: Any, state: dict[str, torch.Tensor], dtype: torch.dtype,
-                      options: LoadOptions, rec: Recorder, pinned: bool) -> None:
+def _cast_copy_attach(
+    model: Any,
+    state: dict[str, torch.Tensor],
+    dtype: torch.dtype,
+    options: LoadOptions,
+    rec: Recorder,
+    pinned: bool,
+) -> None:
     import torch
 
     # dtype_cast on the CPU, as from_pretrained does before any device copy.
@@ -305,8 +314,9 @@ def _attach(model: Any, state: dict[str, torch.Tensor]) -> tuple[set[str], set[s
         state = {(k if k in expected else f"{prefix}.{k}"): v for k, v in state.items()}
     result = model.load_state_dict(state, strict=False, assign=True)
     model.tie_weights()
-    still_meta = {n for n, p in model.named_parameters(remove_duplicate=False)
-                  if p.device.type == "meta"}
+    still_meta = {
+        n for n, p in model.named_parameters(remove_duplicate=False) if p.device.type == "meta"
+    }
     return still_meta, set(result.unexpected_keys)
 
 
@@ -314,8 +324,9 @@ def _unique_param_count(model: Any) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
-def _load_gguf_staged(folder: Path, options: LoadOptions, rec: Recorder, tokenizer: Any,
-                      config: Any, gen_config: Any) -> Loaded:
+def _load_gguf_staged(
+    folder: Path, options: LoadOptions, rec: Recorder, tokenizer: Any, config: Any, gen_config: Any
+) -> Loaded:
     """GGUF: the file is read through the page cache, then dequantized to tensors
     with transformers' own GGUF support (its own stage), then cast/copied/attached."""
     import torch
@@ -340,8 +351,17 @@ def _load_gguf_staged(folder: Path, options: LoadOptions, rec: Recorder, tokeniz
     if gen_config is not None:
         model.generation_config = gen_config
     _cast_copy_attach(model, state, dtype, options, rec, pinned=False)
-    return Loaded(model, tokenizer, config, dtype_name, "gguf", (str(path),), size, "gguf",
-                  _unique_param_count(model))
+    return Loaded(
+        model,
+        tokenizer,
+        config,
+        dtype_name,
+        "gguf",
+        (str(path),),
+        size,
+        "gguf",
+        _unique_param_count(model),
+    )
 
 
 def _read_through(path: Path, buf: torch.Tensor) -> int:

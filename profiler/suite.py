@@ -30,9 +30,28 @@ from profiler.job import DecodeSpec
 from profiler.runner import ProfileRequest
 
 _PROFILE_KEYS = {
-    "model", "dtype", "device", "cache", "hub", "repeat", "batch", "new_tokens", "prompt",
-    "prompt_tokens", "chat", "temperature", "seed", "warm_calls", "native", "decode",
-    "device_map", "pinned", "read_threads", "format", "max_shard_size", "timeout",
+    "model",
+    "dtype",
+    "device",
+    "cache",
+    "hub",
+    "repeat",
+    "batch",
+    "new_tokens",
+    "prompt",
+    "prompt_tokens",
+    "chat",
+    "temperature",
+    "seed",
+    "warm_calls",
+    "native",
+    "decode",
+    "device_map",
+    "pinned",
+    "read_threads",
+    "format",
+    "max_shard_size",
+    "timeout",
 }
 
 
@@ -71,8 +90,10 @@ def load_suite(path: str | Path) -> Suite:
         where = f"{p} profile {i + 1}"
         unknown = set(prof) - _PROFILE_KEYS
         if unknown:
-            raise UserError(f"{where}: unknown key(s) {', '.join(sorted(unknown))}; known: "
-                            f"{', '.join(sorted(_PROFILE_KEYS))}")
+            raise UserError(
+                f"{where}: unknown key(s) {', '.join(sorted(unknown))}; known: "
+                f"{', '.join(sorted(_PROFILE_KEYS))}"
+            )
         if "model" not in prof:
             raise UserError(f"{where}: missing 'model'")
         decode = DecodeSpec(
@@ -88,21 +109,27 @@ def load_suite(path: str | Path) -> Suite:
         )
         for dtype in _as_list(prof.get("dtype", "auto"), "dtype", where):
             for device in _as_list(prof.get("device", "cpu"), "device", where):
-                requests.append(ProfileRequest(
-                    spec=str(prof["model"]), dtype=str(dtype), device=str(device),
-                    repeat=int(prof.get("repeat", default_repeat)),
-                    page_states=tuple(_as_list(prof.get("cache", "uncontrolled"), "cache", where)),
-                    hub_state=str(prof.get("hub", "user")),
-                    native=bool(prof.get("native", True)),
-                    native_device_map=bool(prof.get("device_map", False)),
-                    decode=decode,
-                    timeout_s=prof.get("timeout"),
-                    read_threads=int(prof.get("read_threads", 4)),
-                    pinned=bool(prof.get("pinned", False)),
-                    fmt=str(prof.get("format", "safetensors")),
-                    max_shard_size=prof.get("max_shard_size"),
-                    suite=name,
-                ))
+                requests.append(
+                    ProfileRequest(
+                        spec=str(prof["model"]),
+                        dtype=str(dtype),
+                        device=str(device),
+                        repeat=int(prof.get("repeat", default_repeat)),
+                        page_states=tuple(
+                            _as_list(prof.get("cache", "uncontrolled"), "cache", where)
+                        ),
+                        hub_state=str(prof.get("hub", "user")),
+                        native=bool(prof.get("native", True)),
+                        native_device_map=bool(prof.get("device_map", False)),
+                        decode=decode,
+                        timeout_s=prof.get("timeout"),
+                        read_threads=int(prof.get("read_threads", 4)),
+                        pinned=bool(prof.get("pinned", False)),
+                        fmt=str(prof.get("format", "safetensors")),
+                        max_shard_size=prof.get("max_shard_size"),
+                        suite=name,
+                    )
+                )
     return Suite(name, p, tuple(requests), str(head.get("description", "")))
 
 

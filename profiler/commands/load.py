@@ -12,43 +12,93 @@ HELP = "profile loading a model (staged and native views), then generating with 
 
 
 def add_load_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("model", help="hub id (distilgpt2, Qwen/Qwen2-0.5B-Instruct), local folder, "
-                   "file.gguf, smollm2-135m (bundled) or synthetic:PRESET")
-    p.add_argument("--dtype", default="auto",
-                   help="float32 | float16 | bfloat16 | auto (config's dtype) [auto]")
+    p.add_argument(
+        "model",
+        help="hub id (distilgpt2, Qwen/Qwen2-0.5B-Instruct), local folder, "
+        "file.gguf, smollm2-135m (bundled) or synthetic:PRESET",
+    )
+    p.add_argument(
+        "--dtype",
+        default="auto",
+        help="float32 | float16 | bfloat16 | auto (config's dtype) [auto]",
+    )
     p.add_argument("--device", default="cpu", help="cpu | cuda | cuda:N [cpu]")
-    p.add_argument("--repeat", type=int, default=1, metavar="N",
-                   help="repetitions per cache state, each in a fresh process [1]")
+    p.add_argument(
+        "--repeat",
+        type=int,
+        default=1,
+        metavar="N",
+        help="repetitions per cache state, each in a fresh process [1]",
+    )
     p.add_argument("--json", metavar="PATH", help="write all run records here (atomically)")
     p.add_argument("--report", metavar="PATH", help="also write a markdown report here")
     p.add_argument("--timeout", type=float, metavar="S", help="kill a repetition after S seconds")
-    p.add_argument("--in-process", action="store_true",
-                   help="run repetitions in this process (warm-process case) instead of fresh ones")
+    p.add_argument(
+        "--in-process",
+        action="store_true",
+        help="run repetitions in this process (warm-process case) instead of fresh ones",
+    )
     caches = p.add_argument_group("caches")
-    caches.add_argument("--cache", metavar="STATES",
-                        help="shorthand for --page and (hub models) --hub: cold, warm or cold,warm")
-    caches.add_argument("--page", metavar="STATES",
-                        help="OS page cache before each run: cold, warm, uncontrolled, or a list")
-    caches.add_argument("--hub", choices=("cold", "warm", "user"),
-                        help="hub cache: cold = fresh empty cache (real download), warm = "
-                        "already downloaded, user = your cache as it is [user]")
+    caches.add_argument(
+        "--cache",
+        metavar="STATES",
+        help="shorthand for --page and (hub models) --hub: cold, warm or cold,warm",
+    )
+    caches.add_argument(
+        "--page",
+        metavar="STATES",
+        help="OS page cache before each run: cold, warm, uncontrolled, or a list",
+    )
+    caches.add_argument(
+        "--hub",
+        choices=("cold", "warm", "user"),
+        help="hub cache: cold = fresh empty cache (real download), warm = "
+        "already downloaded, user = your cache as it is [user]",
+    )
     how = p.add_argument_group("how the staged view loads")
-    how.add_argument("--read-threads", type=int, default=4, metavar="N",
-                     help="threads reading weight files [4, like transformers' loader pool]")
-    how.add_argument("--pinned", action="store_true",
-                     help="read weights into pinned host memory (faster host→device copy)")
-    how.add_argument("--no-native", action="store_true", help="skip the native from_pretrained view")
-    how.add_argument("--ceilings", choices=("auto", "quick", "off"), default="auto",
-                     help="judge stages against this machine's measured limits: measured once "
-                     "per machine and cached (auto), a smaller quick probe, or off [auto]")
-    how.add_argument("--variants", action="store_true",
-                     help="compare the usual ways of loading (and llmprof's fast path), ranked")
-    how.add_argument("--device-map", action="store_true",
-                     help="native view uses from_pretrained(device_map=DEVICE) instead of .to()")
+    how.add_argument(
+        "--read-threads",
+        type=int,
+        default=4,
+        metavar="N",
+        help="threads reading weight files [4, like transformers' loader pool]",
+    )
+    how.add_argument(
+        "--pinned",
+        action="store_true",
+        help="read weights into pinned host memory (faster host→device copy)",
+    )
+    how.add_argument(
+        "--no-native", action="store_true", help="skip the native from_pretrained view"
+    )
+    how.add_argument(
+        "--ceilings",
+        choices=("auto", "quick", "off"),
+        default="auto",
+        help="judge stages against this machine's measured limits: measured once "
+        "per machine and cached (auto), a smaller quick probe, or off [auto]",
+    )
+    how.add_argument(
+        "--variants",
+        action="store_true",
+        help="compare the usual ways of loading (and llmprof's fast path), ranked",
+    )
+    how.add_argument(
+        "--device-map",
+        action="store_true",
+        help="native view uses from_pretrained(device_map=DEVICE) instead of .to()",
+    )
     src = p.add_argument_group("synthetic models")
-    src.add_argument("--format", dest="fmt", choices=("safetensors", "bin"), default="safetensors",
-                     help="checkpoint format a synthetic preset is saved in [safetensors]")
-    src.add_argument("--max-shard-size", metavar="SIZE", help="shard synthetic checkpoints (e.g. 2GB)")
+    src.add_argument(
+        "--format",
+        dest="fmt",
+        choices=("safetensors", "bin"),
+        default="safetensors",
+        help="checkpoint format a synthetic preset is saved in [safetensors]",
+    )
+    src.add_argument(
+        "--max-shard-size", metavar="SIZE", help="shard synthetic checkpoints (e.g. 2GB)"
+    )
     add_decode_arguments(p)
 
 
@@ -56,16 +106,26 @@ def add_decode_arguments(p: argparse.ArgumentParser, default_on: bool = True) ->
     g = p.add_argument_group("decode")
     if default_on:
         g.add_argument("--no-decode", action="store_true", help="skip the decode phase")
-    g.add_argument("--new-tokens", type=int, default=64, metavar="N",
-                   help="tokens generated per call, forced (min = max) [64]")
+    g.add_argument(
+        "--new-tokens",
+        type=int,
+        default=64,
+        metavar="N",
+        help="tokens generated per call, forced (min = max) [64]",
+    )
     g.add_argument("--prompt", help="prompt text [a fixed English sentence]")
     g.add_argument("--prompt-tokens", type=int, metavar="N", help="use exactly N prompt tokens")
     g.add_argument("--chat", action="store_true", help="wrap the prompt in the chat template")
     g.add_argument("--batch", default="1", metavar="B[,B...]", help="batch sizes to sweep [1]")
     g.add_argument("--temperature", type=float, default=0.0, help="0 = greedy [0]")
     g.add_argument("--seed", type=int, default=0, help="sampling seed [0]")
-    g.add_argument("--warm-calls", type=int, default=3, metavar="N",
-                   help="measured generate() calls after the first one [3]")
+    g.add_argument(
+        "--warm-calls",
+        type=int,
+        default=3,
+        metavar="N",
+        help="measured generate() calls after the first one [3]",
+    )
 
 
 def parse_states(text: str | None, default: tuple[str, ...]) -> tuple[str, ...]:
@@ -99,10 +159,17 @@ def decode_spec(args: argparse.Namespace, enabled: bool) -> DecodeSpec:
         raise UserError(f"--temperature {args.temperature}: must be 0 (greedy) or more")
     if args.warm_calls < 1:
         raise UserError("--warm-calls must be at least 1")
-    return DecodeSpec(enabled=enabled, batch_sizes=parse_batches(args.batch),
-                      new_tokens=args.new_tokens, prompt=args.prompt,
-                      prompt_tokens=args.prompt_tokens, chat=args.chat,
-                      temperature=args.temperature, seed=args.seed, warm_calls=args.warm_calls)
+    return DecodeSpec(
+        enabled=enabled,
+        batch_sizes=parse_batches(args.batch),
+        new_tokens=args.new_tokens,
+        prompt=args.prompt,
+        prompt_tokens=args.prompt_tokens,
+        chat=args.chat,
+        temperature=args.temperature,
+        seed=args.seed,
+        warm_calls=args.warm_calls,
+    )
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -122,12 +189,21 @@ def build_request(args: argparse.Namespace, *, native: bool, decode: bool):  # n
     if hub is None and args.cache and "," not in args.cache:
         hub = args.cache
     return ProfileRequest(
-        spec=args.model, dtype=args.dtype, device=args.device, repeat=args.repeat,
-        page_states=page, hub_state=hub or "user", in_process=args.in_process,
-        native=native, native_device_map=getattr(args, "device_map", False),
-        decode=decode_spec(args, decode), timeout_s=args.timeout,
-        read_threads=getattr(args, "read_threads", 4), pinned=getattr(args, "pinned", False),
-        fmt=getattr(args, "fmt", "safetensors"), max_shard_size=getattr(args, "max_shard_size", None),
+        spec=args.model,
+        dtype=args.dtype,
+        device=args.device,
+        repeat=args.repeat,
+        page_states=page,
+        hub_state=hub or "user",
+        in_process=args.in_process,
+        native=native,
+        native_device_map=getattr(args, "device_map", False),
+        decode=decode_spec(args, decode),
+        timeout_s=args.timeout,
+        read_threads=getattr(args, "read_threads", 4),
+        pinned=getattr(args, "pinned", False),
+        fmt=getattr(args, "fmt", "safetensors"),
+        max_shard_size=getattr(args, "max_shard_size", None),
     )
 
 
@@ -142,18 +218,19 @@ def judge(runs: list, mode: str, device: str) -> tuple[list, list[str]]:
     ok = [r for r in runs if r.status == "ok"]
     if mode == "off" or not ok:
         return runs, []
+    from pathlib import Path
+
     from profiler.ceilings import attach_ceilings, lookup
     from profiler.diagnosis import diagnose
-
-    from pathlib import Path
 
     # The filesystem the weights were read from. A hub-cold run's temporary cache is
     # gone by now: its nearest surviving parent is on the same filesystem.
     folder = Path(ok[0].model.path)
     while not folder.is_dir() and folder != folder.parent:
         folder = folder.parent
-    found = lookup(folder, quick=mode == "quick", device=device,
-                   progress=lambda m: log(f"ceilings: {m}"))
+    found = lookup(
+        folder, quick=mode == "quick", device=device, progress=lambda m: log(f"ceilings: {m}")
+    )
     if not found.from_cache:
         log(f"measured this machine's ceilings once; cached in {found.path}")
     runs = [attach_ceilings(r, found.ceilings) if r.status == "ok" else r for r in runs]

@@ -32,8 +32,11 @@ def run(args: argparse.Namespace) -> int:
     for i, req in enumerate(requests, 1):
         if args.repeat:
             req = dataclasses.replace(req, repeat=args.repeat)
-        print(f"llmprof: [{i}/{len(requests)}] {req.spec} {req.device} {req.dtype}",
-              file=sys.stderr, flush=True)
+        print(
+            f"llmprof: [{i}/{len(requests)}] {req.spec} {req.device} {req.dtype}",
+            file=sys.stderr,
+            flush=True,
+        )
         runs = profile(req, lambda m: print(f"llmprof:   {m}", file=sys.stderr, flush=True))
         failed += sum(r.status != "ok" for r in runs)
         path = out / result_name(req)

@@ -20,10 +20,19 @@ print("HEAVY=" + ",".join(heavy))
 """
 
 
-@pytest.mark.parametrize("argv", [["--help"], ["load", "--help"], ["decode", "--help"],
-                                  ["report", "--help"], ["compare", "--help"]])
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["--help"],
+        ["load", "--help"],
+        ["decode", "--help"],
+        ["report", "--help"],
+        ["compare", "--help"],
+    ],
+)
 def test_help_does_not_import_torch(argv):
-    out = subprocess.run([sys.executable, "-c", PROBE.format(argv=argv)],
-                         capture_output=True, text=True, check=True).stdout
+    out = subprocess.run(
+        [sys.executable, "-c", PROBE.format(argv=argv)], capture_output=True, text=True, check=True
+    ).stdout
     line = next(x for x in out.splitlines() if x.startswith("HEAVY="))
     assert line == "HEAVY=", f"{argv} imported {line[6:]}"

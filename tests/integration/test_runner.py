@@ -21,8 +21,11 @@ def tiny(tmp_path_factory):
 
 
 def test_fresh_processes_interleaved_cold_warm_verified(tiny):
-    runs = profile(ProfileRequest(spec=str(tiny), repeat=1, page_states=("cold", "warm"),
-                                  native=True, decode=NO_DECODE))
+    runs = profile(
+        ProfileRequest(
+            spec=str(tiny), repeat=1, page_states=("cold", "warm"), native=True, decode=NO_DECODE
+        )
+    )
     assert [r.cache.page for r in runs] == ["cold", "warm"]
     assert runs[0].run_id != runs[1].run_id
     for r in runs:
@@ -41,8 +44,12 @@ def test_fresh_processes_interleaved_cold_warm_verified(tiny):
         else:  # a filesystem that ignores the advice: must be labelled, never "cold"
             assert r.cache.label == "not-cold"
         assert r.native is not None and r.native.total_s > 0
-        assert [s.name for s in r.native.stages] == ["tokenizer", "from_pretrained",
-                                                     "to_device", "eval"]
+        assert [s.name for s in r.native.stages] == [
+            "tokenizer",
+            "from_pretrained",
+            "to_device",
+            "eval",
+        ]
         # the staged view read every byte of the checkpoint
         assert r.stage("weight_read").bytes == r.model.weight_bytes
 
@@ -60,28 +67,41 @@ def test_killed_and_crashed_repetitions_are_reported_and_the_others_count(tiny, 
 
 def test_a_hanging_repetition_times_out(tiny, monkeypatch):
     monkeypatch.setenv("LLMPROF_INJECT_FAULT", "hang@0")
-    runs = profile(ProfileRequest(spec=str(tiny), repeat=1, native=False, decode=NO_DECODE,
-                                  timeout_s=3))
+    runs = profile(
+        ProfileRequest(spec=str(tiny), repeat=1, native=False, decode=NO_DECODE, timeout_s=3)
+    )
     assert runs[0].status == "failed" and "timed out after 3 s" in runs[0].error
 
 
 def test_in_process_repetitions_share_imports(tiny):
-    runs = profile(ProfileRequest(spec=str(tiny), repeat=2, native=False, decode=NO_DECODE,
-                                  in_process=True))
+    runs = profile(
+        ProfileRequest(spec=str(tiny), repeat=2, native=False, decode=NO_DECODE, in_process=True)
+    )
     assert all(r.cache.process == "in-process" for r in runs)
     assert runs[1].stage("import").duration_s < 0.05  # already imported: nothing to pay
     assert "python_start" not in [s.name for s in runs[0].stages]
 
 
 def _cli(*args, env=None):
-    return subprocess.run([sys.executable, "-m", "profiler", *args], capture_output=True,
-                          text=True, env=env)
+    return subprocess.run(
+        [sys.executable, "-m", "profiler", *args], capture_output=True, text=True, env=env
+    )
 
 
 def test_load_cli_prints_table_and_writes_json(tiny, tmp_path):
     out = tmp_path / "runs.json"
-    p = _cli("load", str(tiny), "--json", str(out), "--new-tokens", "4", "--warm-calls", "1",
-             "--ceilings", "off")
+    p = _cli(
+        "load",
+        str(tiny),
+        "--json",
+        str(out),
+        "--new-tokens",
+        "4",
+        "--warm-calls",
+        "1",
+        "--ceilings",
+        "off",
+    )
     assert p.returncode == 0, p.stderr
     assert "weight_read" in p.stdout and "Traceback" not in p.stderr
     doc = json.loads(out.read_text())
@@ -123,8 +143,10 @@ def test_bad_model_folders(tmp_path):
     p = _cli("load", str(empty), "--ceilings", "off")
     assert p.returncode == 2 and "has no model weights" in p.stderr and "Traceback" not in p.stderr
 
-    for name, damage in (("truncated", lambda b: b[:-100]),
-                         ("badheader", lambda b: b"\xff" * 8 + b[8:])):
+    for name, damage in (
+        ("truncated", lambda b: b[:-100]),
+        ("badheader", lambda b: b"\xff" * 8 + b[8:]),
+    ):
         folder = make_tiny_model(tmp_path / name, arch="llama", dtype="float32")
         f = folder / "model.safetensors"
         f.write_bytes(damage(f.read_bytes()))

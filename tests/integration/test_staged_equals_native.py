@@ -50,12 +50,24 @@ def test_staged_model_equals_from_pretrained(tmp_path, case, dtype):
 
     # Stage records: every stage present once, byte counts consistent with the files.
     names = [r.name for r in rec.records]
-    for expected in ("tokenizer", "config", "model_init", "weight_read", "deserialize",
-                     "dtype_cast", "h2d_copy", "attach", "eval"):
+    for expected in (
+        "tokenizer",
+        "config",
+        "model_init",
+        "weight_read",
+        "deserialize",
+        "dtype_cast",
+        "h2d_copy",
+        "attach",
+        "eval",
+    ):
         assert names.count(expected) == 1, expected
     read = next(r for r in rec.records if r.name == "weight_read")
-    assert read.bytes == loaded.weight_bytes == sum(
-        p.stat().st_size for p in folder.iterdir() if p.suffix in (".safetensors", ".bin"))
+    assert (
+        read.bytes
+        == loaded.weight_bytes
+        == sum(p.stat().st_size for p in folder.iterdir() if p.suffix in (".safetensors", ".bin"))
+    )
     cast = next(r for r in rec.records if r.name == "dtype_cast")
     if resolved == kw["dtype"]:
         assert cast.status == "skipped" and kw["dtype"] in cast.notes[0]
@@ -78,8 +90,9 @@ def test_same_output_logits(tmp_path):
 def test_fast_path_model_equals_from_pretrained(tmp_path, dtype):
     from profiler.fastpath import load_fast
 
-    folder = make_tiny_model(tmp_path / "m", arch="llama", dtype="bfloat16", tied=True,
-                             max_shard_size="100KB")
+    folder = make_tiny_model(
+        tmp_path / "m", arch="llama", dtype="bfloat16", tied=True, max_shard_size="100KB"
+    )
     rec = Recorder(progress=False)
     loaded = load_fast(folder, LoadOptions(dtype=dtype), rec, threads=3, chunk_bytes=4096)
     native = _native(folder, loaded.dtype_resolved)
@@ -99,8 +112,14 @@ def test_encoder_loads_as_declared_and_decode_is_skipped(tmp_path):
     from tests.support.tiny import write_tokenizer
 
     folder = tmp_path / "bert"
-    cfg = BertConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-                     intermediate_size=64, vocab_size=128, max_position_embeddings=64)
+    cfg = BertConfig(
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        vocab_size=128,
+        max_position_embeddings=64,
+    )
     BertForMaskedLM(cfg).save_pretrained(folder)
     write_tokenizer(folder, 128)
     loaded = load_staged(folder, LoadOptions(), Recorder(progress=False))

@@ -36,14 +36,30 @@ def make_tiny_model(
 
     torch.manual_seed(0)
     if arch == "llama":
-        cfg = LlamaConfig(hidden_size=64, intermediate_size=128, num_hidden_layers=2,
-                          num_attention_heads=4, num_key_value_heads=2, vocab_size=vocab_size,
-                          max_position_embeddings=256, tie_word_embeddings=tied,
-                          bos_token_id=1, eos_token_id=1, pad_token_id=1)
+        cfg = LlamaConfig(
+            hidden_size=64,
+            intermediate_size=128,
+            num_hidden_layers=2,
+            num_attention_heads=4,
+            num_key_value_heads=2,
+            vocab_size=vocab_size,
+            max_position_embeddings=256,
+            tie_word_embeddings=tied,
+            bos_token_id=1,
+            eos_token_id=1,
+            pad_token_id=1,
+        )
         model = LlamaForCausalLM(cfg)
     elif arch == "gpt2":
-        cfg = GPT2Config(n_embd=64, n_layer=2, n_head=4, vocab_size=vocab_size, n_positions=256,
-                         bos_token_id=1, eos_token_id=1)
+        cfg = GPT2Config(
+            n_embd=64,
+            n_layer=2,
+            n_head=4,
+            vocab_size=vocab_size,
+            n_positions=256,
+            bos_token_id=1,
+            eos_token_id=1,
+        )
         model = GPT2LMHeadModel(cfg)
     else:
         raise ValueError(arch)

@@ -46,7 +46,9 @@ def test_read_then_views_equal_safetensors_own_loader(st_file, threads, chunk):
     size = path.stat().st_size
     buf = torch.empty(size, dtype=torch.uint8)
     seen: list[int] = []
-    assert read_file_into(path, buf, threads=threads, chunk_bytes=chunk, on_bytes=seen.append) == size
+    assert (
+        read_file_into(path, buf, threads=threads, chunk_bytes=chunk, on_bytes=seen.append) == size
+    )
     assert sum(seen) == size
     views, _copied = tensors_from_buffer(read_safetensors_header(path), buf)
     ref = load_file(str(path))
@@ -83,12 +85,16 @@ def test_find_checkpoint_prefers_safetensors_and_follows_indexes(tmp_path):
     assert find_checkpoint(tmp_path).fmt == "bin"
     save_file({"a": torch.zeros(1)}, str(tmp_path / "s1.safetensors"))
     save_file({"b": torch.zeros(1)}, str(tmp_path / "s2.safetensors"))
-    index = {"metadata": {}, "weight_map": {"a": "s1.safetensors", "b": "s2.safetensors",
-                                            "c": "s1.safetensors"}}
+    index = {
+        "metadata": {},
+        "weight_map": {"a": "s1.safetensors", "b": "s2.safetensors", "c": "s1.safetensors"},
+    }
     (tmp_path / "model.safetensors.index.json").write_text(json.dumps(index))
     ck = find_checkpoint(tmp_path)
-    assert ck.fmt == "safetensors" and [f.name for f in ck.files] == ["s1.safetensors",
-                                                                      "s2.safetensors"]
+    assert ck.fmt == "safetensors" and [f.name for f in ck.files] == [
+        "s1.safetensors",
+        "s2.safetensors",
+    ]
     (tmp_path / "s2.safetensors").unlink()
     with pytest.raises(UserError, match="missing"):
         find_checkpoint(tmp_path)

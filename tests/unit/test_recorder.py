@@ -79,7 +79,9 @@ def test_memory_is_recorded_with_peaks_at_least_before_and_after():
 
 def test_injected_slowdown_parsing():
     assert injected_slowdowns({"LLMPROF_INJECT_SLOWDOWN": "a=0.5, b=1,bad=x,"}) == {
-        "a": 0.5, "b": 1.0}
+        "a": 0.5,
+        "b": 1.0,
+    }
     assert injected_slowdowns({}) == {}
 
 

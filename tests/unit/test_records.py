@@ -28,10 +28,17 @@ def _mem(rss: int) -> MemorySnapshot:
 
 def make_run() -> RunRecord:
     stage = StageRecord(
-        "weight_read", "ok", 1_000, 2_000_001_000, bytes=4_000_000_000, bytes_what="read",
+        "weight_read",
+        "ok",
+        1_000,
+        2_000_001_000,
+        bytes=4_000_000_000,
+        bytes_what="read",
         disk_read_bytes=4_000_000,
         memory=StageMemory(_mem(1000), _mem(5000), 6000, 5900, None, None, None),
-        notes=("n",), counters={"threads": 4})
+        notes=("n",),
+        counters={"threads": 4},
+    )
     skipped = StageRecord("h2d_copy", "skipped", 5, 5, notes=("device is cpu",))
     call = DecodeCall(0, 100, (10, 30, 60), prompt_start_ns=2)
     dec = DecodeRecord(1, 8, 3, 0.0, 0, call, (call,), (0.0001,), 10, 2, 1.5, "memcpy")
@@ -39,10 +46,18 @@ def make_run() -> RunRecord:
     env = Environment("3.11", "linux", "cpu", 2, 1 << 30, torch="2.13")
     return RunRecord(
         model=ModelInfo("m", "local", "/m", weight_files=("a",), random_weights=True),
-        device="cpu", dtype_requested="auto", dtype_resolved="float32",
+        device="cpu",
+        dtype_requested="auto",
+        dtype_resolved="float32",
         cache=CacheState(page="cold", page_resident_fraction_before=0.0, page_verified=True),
-        environment=env, stages=(stage, skipped), native=native, decode=(dec,),
-        notes=("hello",), created_at="2026-01-01T00:00:00+00:00", run_id="abc")
+        environment=env,
+        stages=(stage, skipped),
+        native=native,
+        decode=(dec,),
+        notes=("hello",),
+        created_at="2026-01-01T00:00:00+00:00",
+        run_id="abc",
+    )
 
 
 def test_round_trip_is_identity():
