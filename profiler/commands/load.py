@@ -11,7 +11,8 @@ from profiler.job import DecodeSpec
 HELP = "profile loading a model (staged and native views), then generating with it"
 
 
-def add_load_arguments(p: argparse.ArgumentParser) -> None:
+def add_run_arguments(p: argparse.ArgumentParser) -> None:
+    """What `load` and `decode` share: the model, how it is placed, how often, where to."""
     p.add_argument(
         "model",
         help="hub id (distilgpt2, Qwen/Qwen2-0.5B-Instruct), local folder, "
@@ -38,6 +39,10 @@ def add_load_arguments(p: argparse.ArgumentParser) -> None:
         action="store_true",
         help="run repetitions in this process (warm-process case) instead of fresh ones",
     )
+
+
+def add_load_arguments(p: argparse.ArgumentParser) -> None:
+    add_run_arguments(p)
     caches = p.add_argument_group("caches")
     caches.add_argument(
         "--cache",
