@@ -72,6 +72,15 @@ def _as_list(value: Any, key: str, where: str) -> list[Any]:
 
 
 def load_suite(path: str | Path) -> Suite:
+    """Parse and validate a suite file; every problem is one UserError naming the file."""
+    p = Path(path)
+    try:
+        return _load_suite(p)
+    except (ValueError, TypeError, AttributeError) as e:
+        raise UserError(f"{p}: bad value in suite file ({e}): see suites/smoke.toml") from e
+
+
+def _load_suite(path: Path) -> Suite:
     p = Path(path)
     try:
         doc = tomllib.loads(p.read_text())
@@ -80,6 +89,12 @@ def load_suite(path: str | Path) -> Suite:
     except tomllib.TOMLDecodeError as e:
         raise UserError(f"{p}: not valid TOML ({e})") from e
     head = doc.get("suite", {})
+    unknown_head = set(head) - {"name", "repeat", "description"}
+    if unknown_head:
+        raise UserError(
+            f"{p}: unknown key(s) in [suite]: {', '.join(sorted(unknown_head))}; "
+            "known: name, repeat, description"
+        )
     name = str(head.get("name", p.stem))
     default_repeat = int(head.get("repeat", 3))
     profiles = doc.get("profile")
@@ -88,6 +103,8 @@ def load_suite(path: str | Path) -> Suite:
     requests: list[ProfileRequest] = []
     for i, prof in enumerate(profiles):
         where = f"{p} profile {i + 1}"
+        if not isinstance(prof, dict):
+            raise UserError(f"{where}: each [[profile]] must be a table")
         unknown = set(prof) - _PROFILE_KEYS
         if unknown:
             raise UserError(
@@ -107,6 +124,12 @@ def load_suite(path: str | Path) -> Suite:
             seed=prof.get("seed", 0),
             warm_calls=int(prof.get("warm_calls", 3)),
         )
+        states = tuple(_as_list(prof.get("cache", "uncontrolled"), "cache", where))
+        for state in states:
+            if state not in ("cold", "warm", "uncontrolled"):
+                raise UserError(f"{where}: cache {state!r}: use cold, warm or uncontrolled")
+        if any(b < 1 for b in decode.batch_sizes):
+            raise UserError(f"{where}: batch sizes must be at least 1")
         for dtype in _as_list(prof.get("dtype", "auto"), "dtype", where):
             for device in _as_list(prof.get("device", "cpu"), "device", where):
                 requests.append(
@@ -115,9 +138,7 @@ def load_suite(path: str | Path) -> Suite:
                         dtype=str(dtype),
                         device=str(device),
                         repeat=int(prof.get("repeat", default_repeat)),
-                        page_states=tuple(
-                            _as_list(prof.get("cache", "uncontrolled"), "cache", where)
-                        ),
+                        page_states=states,
                         hub_state=str(prof.get("hub", "user")),
                         native=bool(prof.get("native", True)),
                         native_device_map=bool(prof.get("device_map", False)),
@@ -135,8 +156,17 @@ def load_suite(path: str | Path) -> Suite:
 
 def result_name(req: ProfileRequest) -> str:
     """File name for one request's records: readable and unique within a suite."""
+    import dataclasses
+    import hashlib
+    import json
+
     safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in req.spec)
-    return f"{safe}__{req.device.replace(':', '')}__{req.dtype}.json"
+    # Two profiles of one model may differ only in cache states, batch sizes, ...:
+    # a short digest of every setting keeps their files apart, and stays the same
+    # from run to run so base and head results line up.
+    settings = json.dumps(dataclasses.asdict(req), sort_keys=True, default=str)
+    digest = hashlib.sha1(settings.encode()).hexdigest()[:6]
+    return f"{safe}__{req.device.replace(':', '')}__{req.dtype}__{digest}.json"
 
 
 def filter_requests(requests: Sequence[ProfileRequest], only: str | None) -> list[ProfileRequest]:

@@ -30,7 +30,11 @@ def run(args: argparse.Namespace) -> int:
     failed = 0
     requests = filter_requests(suite.requests, args.only)
     for i, req in enumerate(requests, 1):
-        if args.repeat:
+        if args.repeat is not None:
+            if args.repeat < 1:
+                from profiler.errors import UserError
+
+                raise UserError(f"--repeat {args.repeat}: use at least 1")
             req = dataclasses.replace(req, repeat=args.repeat)
         print(
             f"llmprof: [{i}/{len(requests)}] {req.spec} {req.device} {req.dtype}",
