@@ -12,8 +12,8 @@ from profiler import ceilings as C
 from profiler.errors import UserError
 
 HELP = (
-    "Measure what this machine can move: cold disk and page-cache reads, host memory, "
-    "host<->GPU copies, GPU memory and matmul rate. Cached per machine."
+    "measure what this machine can move: cold disk and page-cache reads, host memory, "
+    "host<->GPU copies, GPU memory and matmul rate. Cached per machine"
 )
 
 _UNITS = {

@@ -21,7 +21,7 @@ from profiler.errors import UserError
 if TYPE_CHECKING:
     from profiler.records import RunRecord
 
-HELP = "Write a markdown report (tables and charts) from llmprof JSON results."
+HELP = "write a markdown report (tables and charts) from llmprof JSON results"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
