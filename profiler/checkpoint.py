@@ -212,6 +212,15 @@ def tensors_from_buffer(
     return out, copied
 
 
+def dominant_dtype(headers: Sequence[SafetensorsHeader]) -> str | None:
+    """The dtype most weight bytes are stored in."""
+    by_dtype: dict[str, int] = {}
+    for h in headers:
+        for t in h.tensors:
+            by_dtype[t.dtype] = by_dtype.get(t.dtype, 0) + (t.end - t.begin)
+    return max(by_dtype, key=lambda k: by_dtype[k]) if by_dtype else None
+
+
 def storage_dtype(folder: Path) -> str | None:
     """The dtype most weight bytes are stored in (from headers only, no data read)."""
     try:
@@ -220,11 +229,7 @@ def storage_dtype(folder: Path) -> str | None:
         return None
     if ckpt.fmt != "safetensors":
         return None
-    by_dtype: dict[str, int] = {}
-    for f in ckpt.files:
-        for t in read_safetensors_header(f).tensors:
-            by_dtype[t.dtype] = by_dtype.get(t.dtype, 0) + (t.end - t.begin)
-    return max(by_dtype, key=lambda k: by_dtype[k]) if by_dtype else None
+    return dominant_dtype([read_safetensors_header(f) for f in ckpt.files])
 
 
 def parameter_count(headers: Sequence[SafetensorsHeader]) -> int:

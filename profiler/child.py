@@ -12,6 +12,7 @@ import time
 
 _T_MAIN = time.monotonic_ns()
 
+import dataclasses  # noqa: E402
 import json  # noqa: E402
 import os  # noqa: E402
 import sys  # noqa: E402
@@ -180,9 +181,7 @@ def run_job(
     from profiler.environment import fingerprint
 
     model = job.model
-    from dataclasses import replace
-
-    model = replace(
+    model = dataclasses.replace(
         model,
         path=str(folder),
         revision=revision,
@@ -220,17 +219,11 @@ def _run_decode(job: LoadJob, loaded: Any) -> tuple[list[DecodeRecord], list[str
     reason = dec.decode_skip_reason(loaded.model)
     if reason:
         return [], [f"decode skipped: {reason}"]
-    spec = job.decode
-    options = dec.DecodeOptions(
-        batch_sizes=spec.batch_sizes,
-        new_tokens=spec.new_tokens,
-        prompt=spec.prompt,
-        prompt_tokens=spec.prompt_tokens,
-        chat=spec.chat,
-        temperature=spec.temperature,
-        seed=spec.seed,
-        warm_calls=spec.warm_calls,
-    )
+    # DecodeSpec travels in the job (no torch); DecodeOptions is the same set of
+    # fields for the decode module, minus the on/off switch.
+    fields = dataclasses.asdict(job.decode)
+    fields.pop("enabled")
+    options = dec.DecodeOptions(**fields)
     options.validate(loaded.model.config)
     bandwidth = measure_memory_bandwidth(job.device)
     return dec.profile_decode(

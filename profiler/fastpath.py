@@ -20,7 +20,12 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from profiler.checkpoint import SafetensorsHeader, find_checkpoint, read_safetensors_header
+from profiler.checkpoint import (
+    dominant_dtype,
+    find_checkpoint,
+    read_safetensors_header,
+    tensors_from_buffer,
+)
 from profiler.errors import UserError
 from profiler.recorder import Recorder
 from profiler.staged import (
@@ -122,19 +127,6 @@ def read_to_device(
     return dst
 
 
-def _views(header: SafetensorsHeader, buf: torch.Tensor) -> dict[str, torch.Tensor]:
-    import torch
-
-    out = {}
-    for t in header.tensors:
-        dtype = getattr(torch, t.dtype)
-        raw = buf[t.begin : t.end]
-        if t.begin % torch.empty((), dtype=dtype).element_size():
-            raw = raw.clone()
-        out[t.name] = raw.view(dtype).reshape(t.shape)
-    return out
-
-
 def read_plan(resident_fraction: float, cpu_count: int) -> tuple[int, int]:
     """(threads, chunk bytes) for a read whose files are this much in the page cache.
 
@@ -172,11 +164,7 @@ def load_fast(
         except OSError:
             gen = None
     headers = [read_safetensors_header(f) for f in ckpt.files]
-    sizes: dict[str, int] = {}
-    for h in headers:
-        for t in h.tensors:
-            sizes[t.dtype] = sizes.get(t.dtype, 0) + t.end - t.begin
-    stored = max(sizes, key=lambda k: sizes[k]) if sizes else None
+    stored = dominant_dtype(headers)
     dtype_name = resolve_dtype(options.dtype, config, stored)
     dtype = getattr(torch, dtype_name)
     with rec.stage("model_init"):
@@ -211,7 +199,8 @@ def load_fast(
         )
     state: dict[str, torch.Tensor] = {}
     for h, b in zip(headers, bufs, strict=True):
-        state.update(_views(h, b))
+        views, _copied = tensors_from_buffer(h, b)
+        state.update(views)
     to_cast = [k for k, t in state.items() if t.is_floating_point() and t.dtype != dtype]
     if to_cast:
         with rec.stage("dtype_cast", "bytes of source tensors cast on the device") as st:

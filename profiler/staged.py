@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from profiler.checkpoint import (
+    dominant_dtype,
     find_checkpoint,
     read_file_into,
     read_safetensors_header,
@@ -118,13 +119,7 @@ def load_staged(folder: Path, options: LoadOptions, rec: Recorder) -> Loaded:
 
     ckpt = find_checkpoint(folder)
     headers = [read_safetensors_header(f) for f in ckpt.files] if ckpt.fmt == "safetensors" else []
-    stored = None
-    if headers:
-        sizes: dict[str, int] = {}
-        for h in headers:
-            for t in h.tensors:
-                sizes[t.dtype] = sizes.get(t.dtype, 0) + t.end - t.begin
-        stored = max(sizes, key=lambda k: sizes[k])
+    stored = dominant_dtype(headers)
     dtype_name = resolve_dtype(options.dtype, config, stored)
     dtype = getattr(torch, dtype_name)
 
