@@ -79,7 +79,7 @@ done
 # Repetitions of base and of cur: the suite's own repeat (5 in smoke.toml: the
 # smallest count whose Mann-Whitney p can go below 0.01 in 5 vs 5).
 ROUNDS="${SELFCHECK_ROUNDS:-$("$PY" -c 'import sys
-from profiler.suite import load_suite
+from profiler.run.suite import load_suite
 print(max(r.repeat for r in load_suite(sys.argv[1]).requests))' "$SUITE")}"
 SLOW_ROUNDS="${SELFCHECK_SLOW_ROUNDS:-3}"
 if [ "$SLOW_ROUNDS" -gt "$ROUNDS" ]; then SLOW_ROUNDS="$ROUNDS"; fi
@@ -140,8 +140,8 @@ import argparse
 import sys
 
 from profiler.commands import compare as cmd
-from profiler.compare import compare
-from profiler.metrics import load_metrics
+from profiler.analysis.compare import compare
+from profiler.analysis.benchmark_files import load_metrics
 
 base_path, cur_path, expected_raw, exit_code, markdown = sys.argv[1:6]
 parser = argparse.ArgumentParser()

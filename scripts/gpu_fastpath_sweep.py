@@ -8,9 +8,9 @@ import time
 
 import torch
 
-from profiler.caches import evict, residency, warm
-from profiler.checkpoint import find_checkpoint
-from profiler.fastpath import read_to_device
+from profiler.caches.page import evict, residency, warm
+from profiler.load.checkpoint import find_checkpoint
+from profiler.load.read import read_to_device
 from profiler.sources import resolve_local
 
 spec = sys.argv[1] if len(sys.argv) > 1 else "synthetic:qwen2-7b"
@@ -38,12 +38,16 @@ print("warm (page cache resident):")
 for threads in (8, 16, 32):
     for chunk in (8 * MiB, 16 * MiB, 64 * MiB):
         rates = sorted(once(threads, chunk) for _ in range(2))
-        print(f"  threads {threads:2d} chunk {chunk // MiB:3d} MiB: {rates[-1]:6.2f} GB/s "
-              f"(2 runs: {rates[0]:.2f}, {rates[1]:.2f})")
+        print(
+            f"  threads {threads:2d} chunk {chunk // MiB:3d} MiB: {rates[-1]:6.2f} GB/s "
+            f"(2 runs: {rates[0]:.2f}, {rates[1]:.2f})"
+        )
 print("cold (evicted, residency checked):")
 for threads, chunk in ((4, 64 * MiB), (8, 64 * MiB), (16, 32 * MiB)):
     r = evict(files)
     rate = once(threads, chunk)
-    print(f"  threads {threads:2d} chunk {chunk // MiB:3d} MiB: {rate:6.2f} GB/s "
-          f"(resident before: {100 * r.fraction:.1f}%)")
+    print(
+        f"  threads {threads:2d} chunk {chunk // MiB:3d} MiB: {rate:6.2f} GB/s "
+        f"(resident before: {100 * r.fraction:.1f}%)"
+    )
 print("residency after:", f"{100 * residency(files).fraction:.1f}%")

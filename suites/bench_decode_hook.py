@@ -27,7 +27,8 @@ torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
 pytest.importorskip("pytest_benchmark")
 
-from profiler.decode import HOOK_BUDGET_FRACTION, make_token_clock  # noqa: E402
+from profiler.analysis.decode_metrics import HOOK_BUDGET_FRACTION  # noqa: E402
+from profiler.decode.hook import make_token_clock  # noqa: E402
 
 NEW_TOKENS = 32
 PROMPT_TOKENS = 16

@@ -10,7 +10,7 @@ reads the JSON back with every stage and decode metric::
     llmprof compare base.json head.json
 
 One benchmark per profile of ``suites/smoke.toml`` and page-cache state. Each
-round is ONE repetition of :func:`profiler.runner.profile` (fresh subprocesses),
+round is ONE repetition of :func:`profiler.run.repetitions.profile` (fresh subprocesses),
 so each round is one sample and ``rounds`` is the suite's ``repeat``.
 
 What the benchmark's own timing is: pedantic times the function with a timer of
@@ -33,10 +33,11 @@ import pytest
 
 pytest.importorskip("pytest_benchmark")
 
-from profiler.metrics import metrics_from_runs, metrics_to_extra_info, run_prefix  # noqa: E402
-from profiler.records import RunRecord  # noqa: E402
-from profiler.runner import ProfileRequest, profile  # noqa: E402
-from profiler.suite import load_suite, result_name  # noqa: E402
+from profiler.analysis.metrics import metrics_from_runs, metrics_to_extra_info, run_prefix
+from profiler.records.run import RunRecord
+from profiler.run.repetitions import profile
+from profiler.run.request import ProfileRequest
+from profiler.run.suite import load_suite, result_name
 
 SUITE = Path(__file__).with_name("smoke.toml")
 

@@ -5,8 +5,8 @@ float32, ~500 MB) 2 * ROUNDS + 1 times and takes about 30 s on 2 cores. Run it w
 
     pytest suites/test_overhead.py --benchmark-only -s
 
-:func:`profiler.overhead.measure_overhead` alternates the same staged load with a
-:class:`~profiler.recorder.NullRecorder` (plain) and with the real recorder
+:func:`profiler.run.overhead.measure_overhead` alternates the same staged load with a
+:class:`~profiler.measure.recorder.NullRecorder` (plain) and with the real recorder
 (instrumented) in one process, so both see the same machine, page cache and
 imports. The benchmark's own samples are the instrumented load times (replayed
 through :func:`overhead_clock`, so the JSON's stats are those loads and nothing
@@ -21,10 +21,10 @@ import pytest
 pytest.importorskip("pytest_benchmark")
 torch = pytest.importorskip("torch")
 
-from profiler.metrics import MetricSamples, metrics_to_extra_info  # noqa: E402
-from profiler.overhead import measure_overhead  # noqa: E402
-from profiler.staged import LoadOptions  # noqa: E402
-from profiler.stats import median  # noqa: E402
+from profiler.analysis.metrics import MetricSamples, metrics_to_extra_info  # noqa: E402
+from profiler.analysis.stats import median  # noqa: E402
+from profiler.load.common import LoadOptions  # noqa: E402
+from profiler.run.overhead import measure_overhead  # noqa: E402
 
 MODEL = "synthetic:gpt2"
 DTYPE = "float32"

@@ -43,7 +43,7 @@ def hub_env() -> Callable[..., dict[str, str]]:
     (``HF_HUB_CACHE`` and friends, ``HF_HOME`` too so no user token or settings
     leak in), no inherited ``HF_*`` settings, and this checkout on ``PYTHONPATH``.
     """
-    from profiler.caches import hub_cache_env
+    from profiler.caches.hub import hub_cache_env
 
     def build(server: Any, cache_root: Path, **extra: str) -> dict[str, str]:
         env = {

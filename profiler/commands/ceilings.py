@@ -8,8 +8,10 @@ import re
 import sys
 from pathlib import Path
 
-from profiler import ceilings as C
 from profiler.errors import UserError
+from profiler.machine.cache import lookup
+from profiler.machine.fingerprint import default_folder
+from profiler.records.ceilings import Ceilings
 
 HELP = (
     "measure what this machine can move: cold disk and page-cache reads, host memory, "
@@ -75,7 +77,7 @@ def fmt_value(value: float | None) -> str:
     return f"{value:.2f}"
 
 
-def render_table(ceilings: C.Ceilings) -> str:
+def render_table(ceilings: Ceilings) -> str:
     """The ceilings as a table: name, value, unit, trials, method, notes."""
     from tabulate import tabulate
 
@@ -107,7 +109,7 @@ def run(args: argparse.Namespace) -> int:
         if not folder.is_dir():
             folder = folder.parent  # a weights file: measure the folder holding it
     else:
-        folder = C.default_folder()
+        folder = default_folder()
     device = args.device
     if device is None:
         import torch
@@ -118,7 +120,7 @@ def run(args: argparse.Namespace) -> int:
     def progress(msg: str) -> None:
         print(f"llmprof ceilings: {msg}", file=sys.stderr, flush=True)
 
-    found = C.lookup(
+    found = lookup(
         folder,
         refresh=args.refresh,
         quick=args.quick,
@@ -143,7 +145,7 @@ def run(args: argparse.Namespace) -> int:
         f"{c.fingerprint.get('fs_source')}); device {c.device}"
     )
     if args.json:
-        from profiler.resultsio import write_atomic
+        from profiler.records.io import write_atomic
 
         write_atomic(args.json, (json.dumps(c.to_dict(), indent=1) + "\n").encode())
         print(f"wrote {args.json}")

@@ -146,10 +146,10 @@ def _alpha(text: str) -> float:
 
 
 def run(args: argparse.Namespace) -> int:
-    from profiler.compare import compare, machine_differences
-    from profiler.metrics import load_metrics
+    from profiler.analysis.benchmark_files import load_metrics
+    from profiler.analysis.compare import compare, machine_differences
+    from profiler.records.io import write_atomic
     from profiler.render.comparison import render_comparison_markdown
-    from profiler.resultsio import write_atomic
 
     threshold = parse_fraction(args.threshold)
     alpha = _alpha(args.alpha)

@@ -6,7 +6,7 @@ import argparse
 import sys
 
 from profiler.errors import UserError
-from profiler.job import DecodeSpec
+from profiler.records.job import DecodeSpec
 
 HELP = "profile loading a model (staged and native views), then generating with it"
 
@@ -182,8 +182,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def build_request(args: argparse.Namespace, *, native: bool, decode: bool):  # noqa: ANN201
-    from profiler.runner import ProfileRequest
-    from profiler.staged import DTYPES
+    from profiler.load.common import DTYPES
+    from profiler.run.request import ProfileRequest
 
     if args.dtype not in DTYPES:
         raise UserError(f"unknown dtype {args.dtype!r}: use one of {', '.join(DTYPES)}")
@@ -225,8 +225,9 @@ def judge(runs: list, mode: str, device: str) -> tuple[list, list[str]]:
         return runs, []
     from pathlib import Path
 
-    from profiler.ceilings import attach_ceilings, lookup
-    from profiler.diagnosis import diagnose
+    from profiler.analysis.diagnosis import diagnose
+    from profiler.machine.bounds import attach_ceilings
+    from profiler.machine.cache import lookup
 
     # The filesystem the weights were read from. A hub-cold run's temporary cache is
     # gone by now: its nearest surviving parent is on the same filesystem.
@@ -249,14 +250,14 @@ def judge(runs: list, mode: str, device: str) -> tuple[list, list[str]]:
 
 
 def execute(args: argparse.Namespace, *, native: bool, decode: bool) -> int:
+    from profiler.records.io import save_runs
     from profiler.render import get_renderer
-    from profiler.resultsio import save_runs
-    from profiler.runner import profile
+    from profiler.run.repetitions import profile
 
     req = build_request(args, native=native, decode=decode)
     if getattr(args, "variants", False):
         from profiler.render.variants import render_variants
-        from profiler.runner import profile_variants
+        from profiler.run.variants import profile_variants
 
         runs = profile_variants(req, log)
         runs, _ = judge(runs, getattr(args, "ceilings", "auto"), req.device)

@@ -51,7 +51,7 @@ def _progress(message: str) -> None:
 def _list() -> int:
     from tabulate import tabulate
 
-    from profiler.cachedir import cached_models, format_bytes, models_dir
+    from profiler.caches.models import cached_models, format_bytes, models_dir
     from profiler.sources.presets import PRESETS, count_parameters, weight_bytes
 
     rows = [
@@ -113,7 +113,7 @@ def _list() -> int:
 
 
 def _build(args: argparse.Namespace) -> int:
-    from profiler.cachedir import folder_size, format_bytes
+    from profiler.caches.models import folder_size, format_bytes
     from profiler.sources import SYNTHETIC_PREFIX, resolve_local
     from profiler.sources.bundled import ALIASES
 
@@ -147,7 +147,7 @@ def run(args: argparse.Namespace) -> int:
     if not args.build and (args.dtype or args.fmt or args.max_shard_size):
         raise UserError("--dtype, --format and --max-shard-size need --build NAME")
     if args.clean:
-        from profiler.cachedir import clean_models, format_bytes, models_dir
+        from profiler.caches.models import clean_models, format_bytes, models_dir
 
         removed, freed = clean_models()
         print(f"removed {removed} model folder(s), {format_bytes(freed)}, from {models_dir()}")

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 from profiler.errors import UserError
 
 if TYPE_CHECKING:
-    from profiler.records import RunRecord
+    from profiler.records.run import RunRecord
 
 HELP = "write a markdown report (tables and charts) from llmprof JSON results"
 
@@ -53,7 +53,7 @@ def collect_runs(paths: Sequence[str]) -> tuple[list[RunRecord], list[tuple[str,
     A run present twice (same run_id, e.g. a file given alone and inside a folder)
     counts once.
     """
-    from profiler.resultsio import expand_paths, load_runs
+    from profiler.records.io import expand_paths, load_runs
 
     runs: list[RunRecord] = []
     skipped: list[tuple[str, str]] = []
@@ -88,7 +88,7 @@ def collect_runs(paths: Sequence[str]) -> tuple[list[RunRecord], list[tuple[str,
 
 
 def run(args: argparse.Namespace) -> int:
-    from profiler.grouping import summarize_runs
+    from profiler.analysis.summaries import summarize_runs
     from profiler.render.markdown import images_folder, nothing_in_common, write_report
 
     out = Path(args.output)

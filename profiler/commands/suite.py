@@ -20,10 +20,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     import dataclasses
 
+    from profiler.records.io import save_runs
     from profiler.render import get_renderer
-    from profiler.resultsio import save_runs
-    from profiler.runner import profile
-    from profiler.suite import filter_requests, load_suite, result_name
+    from profiler.run.repetitions import profile
+    from profiler.run.suite import filter_requests, load_suite, result_name
 
     suite = load_suite(args.suite)
     out = Path(args.output)

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from typing import Protocol, runtime_checkable
 
 from profiler.errors import UserError
-from profiler.records import RunRecord
+from profiler.records.run import RunRecord
 from profiler.render.console import ConsoleRenderer, render_console
 from profiler.render.markdown import MarkdownRenderer, render_markdown, write_report
 
@@ -46,7 +46,7 @@ class JsonRenderer:
     extension = ".json"
 
     def render(self, runs: Sequence[RunRecord]) -> str:
-        from profiler.resultsio import runs_to_json
+        from profiler.records.io import runs_to_json
 
         return runs_to_json(runs) + "\n"
 

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import math
 
-from profiler.compare import VERDICT_ORDER, Comparison, Row
-from profiler.metrics import format_number, format_quantity, number_decimals, unit_scale
-from profiler.stats import Summary
+from profiler.analysis.compare import VERDICT_ORDER, Comparison, Row
+from profiler.analysis.stats import Summary
+from profiler.render.format import format_number, format_quantity, number_decimals, unit_scale
 
 HEADERS = ("metric", "baseline", "current", "change", "p", "verdict")
 # Text left, numbers right: GitHub renders `|---:|` as right-aligned.

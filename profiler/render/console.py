@@ -11,28 +11,20 @@ import re
 import textwrap
 from collections.abc import Sequence
 
-from profiler.grouping import (
-    GroupSummary,
-    Subject,
-    cold_warm_pairs,
-    machine_label,
-    summarize_runs,
-    varying_fields,
-)
-from profiler.records import RunRecord
-from profiler.render.format import (
+from profiler.analysis.cold_warm import cold_warm_pairs
+from profiler.analysis.grouping import Subject, machine_label, varying_fields
+from profiler.analysis.summaries import GroupSummary, summarize_runs
+from profiler.records.run import RunRecord
+from profiler.render.findings import findings, footer_line, native_gap_line, split_shared
+from profiler.render.format import human_bytes
+from profiler.render.tables import (
     ceilings_line,
     cold_warm_table,
     decode_table,
     distinct_environments,
-    findings,
-    footer_line,
     groups_table,
-    human_bytes,
-    native_gap_line,
     render_table,
     skipped_line,
-    split_shared,
     stage_table,
 )
 

@@ -12,39 +12,33 @@ import os
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
+from profiler.analysis.cold_warm import cold_warm_pairs
+from profiler.analysis.grouping import GroupKey, Subject, varying_fields
+from profiler.analysis.summaries import GroupSummary, headline_decode, summarize_runs
 from profiler.errors import UserError
-from profiler.grouping import (
-    GroupKey,
-    GroupSummary,
-    Subject,
-    cold_warm_pairs,
-    headline_decode,
-    summarize_runs,
-    varying_fields,
-)
-from profiler.records import OUTSIDE_LOAD, Environment, RunRecord, sort_stages
+from profiler.records.run import Environment, RunRecord
+from profiler.records.stage import OUTSIDE_LOAD, sort_stages
+from profiler.render.findings import findings, footer_line, native_gap_line, split_shared
 from profiler.render.format import (
     MISSING,
+    human_bytes,
+    human_seconds,
+    human_summary_seconds,
+    med_spread,
+    num,
+    time_unit,
+)
+from profiler.render.tables import (
     attribution_table,
     cold_warm_table,
     decode_table,
     distinct_environments,
     environment_table,
-    findings,
-    footer_line,
     groups_table,
-    human_bytes,
-    human_seconds,
-    human_summary_seconds,
     key_text,
-    med_spread,
-    native_gap_line,
     native_table,
-    num,
     render_table,
-    split_shared,
     stage_table,
-    time_unit,
 )
 
 FMT = "pipe"
@@ -444,8 +438,8 @@ def write_report(
     Every file is written to a temporary name and renamed, so an interrupted run
     leaves no half-written file.
     """
+    from profiler.records.io import write_atomic
     from profiler.render.plots import write_plots
-    from profiler.resultsio import write_atomic
 
     out = Path(out_path)
     groups = summarize_runs(runs)

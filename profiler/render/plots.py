@@ -16,8 +16,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from profiler.grouping import GroupSummary, Subject, machine_label, varying_fields
-from profiler.records import OUTSIDE_LOAD, STAGE_ORDER, sort_stages
+from profiler.analysis.grouping import Subject, machine_label, varying_fields
+from profiler.analysis.summaries import GroupSummary
+from profiler.records.stage import OUTSIDE_LOAD, STAGE_ORDER, sort_stages
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure

@@ -6,8 +6,8 @@ from collections.abc import Sequence
 
 from tabulate import tabulate
 
-from profiler.ranking import rank_variants
-from profiler.records import RunRecord
+from profiler.analysis.ranking import rank_variants
+from profiler.records.run import RunRecord
 
 
 def render_variants(runs: Sequence[RunRecord], fmt: str = "simple") -> str:

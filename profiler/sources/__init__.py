@@ -75,7 +75,7 @@ def _resolve_gguf(spec: str, file: Path) -> ResolvedModel:
 
 
 def _resolve_folder(spec: str, folder: Path) -> ResolvedModel:
-    from profiler.cachedir import read_source
+    from profiler.caches.models import read_source
 
     if not _weight_files(folder):
         ggufs = sorted(folder.glob("*.gguf"))

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from profiler import __version__
-from profiler.cachedir import (
+from profiler.caches.models import (
     SOURCE_FILE,
     atomic_folder,
     build_lock,

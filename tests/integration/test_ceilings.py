@@ -11,29 +11,39 @@ from pathlib import Path
 
 import pytest
 
-from profiler import ceilings as C
 from profiler.cli import main
 from profiler.commands.ceilings import fmt_value
+from profiler.machine.disk import _evict, probe_files, resident_fraction
+from profiler.machine.plan import ProbePlan
+from profiler.machine.probe import measure_ceilings
+from profiler.records.ceilings import (
+    GBPS,
+    GPU_ITEMS,
+    HOST_ITEMS,
+    ITEM_ORDER,
+    MATMUL,
+    TFLOPS,
+    Ceilings,
+)
+from profiler.run.devices import parse_device
 
 ROOT = Path(__file__).resolve().parents[2]
 SIZE = 64 << 20
 
 
 def _fs_type(path: Path) -> str | None:
-    from profiler.environment import filesystem_of
+    from profiler.measure.environment import filesystem_of
 
     return filesystem_of(path)[0]
 
 
 def test_quick_cpu_measurement(tmp_path: Path) -> None:
     said: list[str] = []
-    c = C.measure_ceilings(
-        tmp_path, device="cpu", quick=True, size_bytes=SIZE, progress=said.append
-    )
-    assert list(c.items) == list(C.ITEM_ORDER)
-    for name in C.HOST_ITEMS:
+    c = measure_ceilings(tmp_path, device="cpu", quick=True, size_bytes=SIZE, progress=said.append)
+    assert list(c.items) == list(ITEM_ORDER)
+    for name in HOST_ITEMS:
         item = c.items[name]
-        assert item.unit == C.GBPS
+        assert item.unit == GBPS
         assert item.value is not None and item.value > 0, name
         assert len(item.trials) == (2 if name == "disk_read" else 3), name
         assert all(t > 0 for t in item.trials)
@@ -41,25 +51,25 @@ def test_quick_cpu_measurement(tmp_path: Path) -> None:
         assert item.method
     assert c.items["disk_read"].size_bytes == SIZE
     assert c.items["page_cache_read"].size_bytes == SIZE
-    for name in C.GPU_ITEMS:
+    for name in GPU_ITEMS:
         assert c.items[name].value is None
         assert c.items[name].notes == ("no GPU measured (device cpu)",)
-    mm = c.items[C.MATMUL]
-    assert mm.unit == C.TFLOPS and mm.tflops is not None and mm.tflops > 0 and mm.gbps is None
+    mm = c.items[MATMUL]
+    assert mm.unit == TFLOPS and mm.tflops is not None and mm.tflops > 0 and mm.gbps is None
     assert c.device == "cpu" and c.quick and c.elapsed_s is not None and c.elapsed_s > 0
     assert c.folder == str(tmp_path.resolve())
     assert c.fingerprint["fs_type"] == _fs_type(tmp_path)
     assert said and any("disk_read" in m for m in said)
     # the scratch file is gone
     assert list(tmp_path.iterdir()) == []
-    assert C.Ceilings.from_dict(json.loads(json.dumps(c.to_dict()))) == c
+    assert Ceilings.from_dict(json.loads(json.dumps(c.to_dict()))) == c
 
 
 def test_buffered_fallback_without_o_direct(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.delattr(os, "O_DIRECT", raising=False)
-    plan = C._Plan(
+    plan = ProbePlan(
         disk_bytes=32 << 20,
         page_bytes=32 << 20,
         host_bytes=32 << 20,
@@ -68,7 +78,7 @@ def test_buffered_fallback_without_o_direct(
         disk_trials=2,
         trials=2,
     )
-    disk, one, four = C._probe_files(tmp_path, plan, _fs_type(tmp_path), lambda _m: None)
+    disk, one, four = probe_files(tmp_path, plan, _fs_type(tmp_path), lambda _m: None)
     assert (disk.name, one.name, four.name) == (
         "disk_read",
         "page_cache_read_1t",
@@ -88,9 +98,9 @@ def test_resident_fraction_sees_reads_and_eviction(tmp_path: Path) -> None:
     try:
         os.fsync(fd)
         os.read(fd, 8 << 20)
-        assert C.resident_fraction(fd, 8 << 20) == pytest.approx(1.0, abs=0.01)
-        C._evict(fd)
-        after = C.resident_fraction(fd, 8 << 20)
+        assert resident_fraction(fd, 8 << 20) == pytest.approx(1.0, abs=0.01)
+        _evict(fd)
+        after = resident_fraction(fd, 8 << 20)
         assert after is not None and 0.0 <= after <= 1.0
         if _fs_type(tmp_path) not in ("tmpfs", "ramfs"):
             assert after < 0.5  # clean pages of a disk file can be dropped
@@ -117,10 +127,10 @@ def test_command_measures_then_serves_from_cache(
     assert p.returncode == 0, p.stderr
     header = p.stdout.splitlines()[0].split()
     assert header == ["name", "value", "unit", "trials", "method", "notes"]
-    for name in C.ITEM_ORDER:
+    for name in ITEM_ORDER:
         assert name in p.stdout
     assert "cached in " + str(cache / "ceilings") in p.stdout
-    saved = C.Ceilings.from_dict(json.loads(out_json.read_text()))
+    saved = Ceilings.from_dict(json.loads(out_json.read_text()))
     assert saved.quick and saved.items["disk_read"].size_bytes == SIZE
     cached = list((cache / "ceilings").glob("*-quick.json"))
     assert len(cached) == 1
@@ -163,8 +173,8 @@ def test_quick_gpu_measurement(tmp_path: Path) -> None:
 
     if not torch.cuda.is_available():
         pytest.skip("no CUDA device")
-    c = C.measure_ceilings(tmp_path, device=C.parse_device("cuda"), quick=True, size_bytes=SIZE)
-    for name in (*C.GPU_ITEMS, C.MATMUL):
+    c = measure_ceilings(tmp_path, device=parse_device("cuda"), quick=True, size_bytes=SIZE)
+    for name in (*GPU_ITEMS, MATMUL):
         item = c.items[name]
         assert item.value is not None and item.value > 0, name
         assert all(t > 0 for t in item.trials)

@@ -9,8 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from profiler.records import CacheState, Environment, ModelInfo, RunRecord, StageRecord
-from profiler.resultsio import save_runs
+from profiler.records.io import save_runs
+from profiler.records.run import CacheState, Environment, ModelInfo, RunRecord
+from profiler.records.stage import StageRecord
 
 ROOT = Path(__file__).resolve().parents[2]
 PREFIX = "tiny/cpu/float32/warm"

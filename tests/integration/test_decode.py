@@ -15,22 +15,19 @@ torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
 tokenizers = pytest.importorskip("tokenizers")
 
-from profiler.bandwidth import measure_memory_bandwidth  # noqa: E402
-from profiler.decode import (  # noqa: E402
-    DecodeOptions,
-    build_inputs,
+from profiler.analysis.decode_metrics import (  # noqa: E402
     consistency,
-    decode_skip_reason,
-    kv_bytes_per_token,
     mbu_per_token,
-    profile_decode,
-    prompt_ids,
     token_latency_stats,
     tokens_per_s,
-    weight_read_bytes,
 )
+from profiler.decode.loop import profile_decode  # noqa: E402
+from profiler.decode.model_facts import decode_skip_reason, kv_bytes_per_token, weight_read_bytes  # noqa: E402
+from profiler.decode.options import DecodeOptions  # noqa: E402
+from profiler.decode.prompt import build_inputs, prompt_ids  # noqa: E402
 from profiler.errors import UserError  # noqa: E402
-from profiler.records import DecodeRecord  # noqa: E402
+from profiler.machine.bandwidth import measure_memory_bandwidth  # noqa: E402
+from profiler.records.decode import DecodeRecord  # noqa: E402
 
 VOCAB = 512
 CONTEXT = 128

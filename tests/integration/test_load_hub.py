@@ -27,8 +27,8 @@ from typing import Any
 
 import pytest
 
-from profiler.caches import COLD_MAX_FRACTION, WARM_MIN_FRACTION
-from profiler.records import CacheState
+from profiler.caches.page import COLD_MAX_FRACTION, WARM_MIN_FRACTION
+from profiler.records.run import CacheState
 from tests.support.hubserver import HubServer
 from tests.support.tiny import make_tiny_model
 

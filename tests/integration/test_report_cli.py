@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from profiler.resultsio import save_runs
+from profiler.records.io import save_runs
 from tests.support import fake_runs as fr
 
 REPO = Path(__file__).resolve().parents[2]

@@ -8,8 +8,9 @@ import sys
 
 import pytest
 
-from profiler.job import DecodeSpec
-from profiler.runner import ProfileRequest, profile
+from profiler.records.job import DecodeSpec
+from profiler.run.repetitions import profile
+from profiler.run.request import ProfileRequest
 from tests.support.tiny import make_tiny_model
 
 NO_DECODE = DecodeSpec(enabled=False)

@@ -5,8 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from profiler.recorder import Recorder
-from profiler.staged import LoadOptions, load_staged
+from profiler.load.common import LoadOptions
+from profiler.load.staged import load_staged
+from profiler.measure.recorder import Recorder
 from tests.support.tiny import make_tiny_model
 
 CASES = {
@@ -88,7 +89,7 @@ def test_same_output_logits(tmp_path):
 
 @pytest.mark.parametrize("dtype", ["auto", "float16"])
 def test_fast_path_model_equals_from_pretrained(tmp_path, dtype):
-    from profiler.fastpath import load_fast
+    from profiler.load.fast import load_fast
 
     folder = make_tiny_model(
         tmp_path / "m", arch="llama", dtype="bfloat16", tied=True, max_shard_size="100KB"
@@ -108,7 +109,7 @@ def test_encoder_loads_as_declared_and_decode_is_skipped(tmp_path):
     """An encoder (BERT) loads as the class its config declares; decode gives a reason."""
     from transformers import BertConfig, BertForMaskedLM
 
-    from profiler.decode import decode_skip_reason
+    from profiler.decode.model_facts import decode_skip_reason
     from tests.support.tiny import write_tokenizer
 
     folder = tmp_path / "bert"

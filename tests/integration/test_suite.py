@@ -1,4 +1,4 @@
-"""Suite files: parsing (``profiler.suite.load_suite``) and ``llmprof suite`` end to end.
+"""Suite files: parsing (``profiler.run.suite.load_suite``) and ``llmprof suite`` end to end.
 
 The parsing tests write small TOML files and check what they expand to; the CLI
 test runs a one-repetition suite on a tiny local model in subprocesses, as CI
@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from profiler.errors import UserError
-from profiler.suite import filter_requests, load_suite, result_name
+from profiler.run.suite import filter_requests, load_suite, result_name
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -210,8 +210,8 @@ def test_shipped_suites_parse() -> None:
 
 
 def test_cli_suite_writes_results_that_load_back_with_every_stage(tmp_path: Path) -> None:
-    from profiler.metrics import metrics_from_runs, run_prefix
-    from profiler.resultsio import load_runs
+    from profiler.analysis.metrics import metrics_from_runs, run_prefix
+    from profiler.records.io import load_runs
     from tests.support.tiny import make_tiny_model
 
     model = make_tiny_model(tmp_path / "tiny", arch="llama", dtype="float32")

@@ -13,18 +13,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from profiler.records import (
-    CacheState,
-    DecodeCall,
-    DecodeRecord,
-    Environment,
-    MemorySnapshot,
-    ModelInfo,
-    NativeView,
-    RunRecord,
-    StageMemory,
-    StageRecord,
-)
+from profiler.records.decode import DecodeCall, DecodeRecord
+from profiler.records.run import CacheState, Environment, ModelInfo, NativeView, RunRecord
+from profiler.records.stage import MemorySnapshot, StageMemory, StageRecord
 
 MIB = 1024 * 1024
 SPEC = "HuggingFaceTB/SmolLM2-135M-Instruct"

@@ -11,11 +11,20 @@ from pathlib import Path
 
 import pytest
 
-from profiler import caches
-from profiler.caches import FileResidency, Residency
+from profiler.caches.hub import hub_cache_env, temporary_hub_cache
+from profiler.caches.page import (
+    COLD_MAX_FRACTION,
+    PAGE_SIZE,
+    FileResidency,
+    Residency,
+    evict,
+    residency,
+    verify,
+    warm,
+)
 from profiler.errors import UserError
 
-PS = caches.PAGE_SIZE
+PS = PAGE_SIZE
 REPO_ROOT = Path(__file__).resolve().parents[2]
 # Filesystems where POSIX_FADV_DONTNEED is known not to drop pages: memory-backed
 # ones (the page cache *is* the file) and stacked ones that keep the lower pages.
@@ -43,8 +52,8 @@ def write(path: Path, n: int) -> Path:
 
 def evict_or_skip(paths: list[Path]) -> Residency:
     """Evict; skip (with the measured reason) only where the filesystem ignores it."""
-    r = caches.evict(paths)
-    if r.fraction > caches.COLD_MAX_FRACTION:
+    r = evict(paths)
+    if r.fraction > COLD_MAX_FRACTION:
         kind = fs_type(paths[0])
         if kind in NO_EVICT_FS:
             pytest.skip(
@@ -75,7 +84,7 @@ def disk_dir(tmp_path: Path) -> Iterator[Path]:
 
 def test_warm_makes_a_new_file_fully_resident(tmp_path: Path) -> None:
     f = write(tmp_path / "w.bin", 3 * PS + 123)
-    r = caches.warm([f])
+    r = warm([f])
     assert r.files == (FileResidency(str(f), 3 * PS + 123, 3 * PS + 123),)
     assert r.total_bytes == r.resident_bytes == 3 * PS + 123
     assert r.fraction == 1.0
@@ -83,10 +92,10 @@ def test_warm_makes_a_new_file_fully_resident(tmp_path: Path) -> None:
 
 def test_evict_drops_pages_where_tmp_is(tmp_path: Path) -> None:
     f = write(tmp_path / "e.bin", 2 * 1024 * 1024)
-    assert caches.warm([f]).fraction == 1.0
+    assert warm([f]).fraction == 1.0
     r = evict_or_skip([f])
     assert r.resident_bytes == 0
-    assert caches.verify("cold", r)[0]
+    assert verify("cold", r)[0]
 
 
 def test_evict_then_warm_on_a_disk_backed_folder(disk_dir: Path) -> None:
@@ -94,10 +103,10 @@ def test_evict_then_warm_on_a_disk_backed_folder(disk_dir: Path) -> None:
     # somewhere it must work.
     assert fs_type(disk_dir) not in NO_EVICT_FS
     files = [write(disk_dir / f"d{i}.bin", (i + 1) * 512 * 1024 + i) for i in range(3)]
-    cold = caches.evict(files)
+    cold = evict(files)
     assert cold.resident_bytes == 0, f"{fs_type(disk_dir)} kept {cold.resident_bytes} B"
     assert [x.size_bytes for x in cold.files] == [(i + 1) * 512 * 1024 + i for i in range(3)]
-    hot = caches.warm(files, chunk_bytes=64 * 1024)
+    hot = warm(files, chunk_bytes=64 * 1024)
     assert hot.resident_bytes == hot.total_bytes == sum(x.size_bytes for x in cold.files)
 
 
@@ -109,9 +118,9 @@ def test_residency_counts_pages_up_to_the_end_of_the_file(disk_dir: Path) -> Non
         # No readahead: one byte read brings exactly its own page in.
         os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_RANDOM)
         os.pread(fd, 1, 3 * PS + 5)  # the last, partial page: 100 bytes of file
-        assert caches.residency([f]).resident_bytes == 100
+        assert residency([f]).resident_bytes == 100
         os.pread(fd, 1, PS + 5)  # a full page
-        r = caches.residency([f])
+        r = residency([f])
         assert r.resident_bytes == PS + 100
         assert r.fraction == pytest.approx((PS + 100) / (3 * PS + 100))
     finally:
@@ -120,11 +129,11 @@ def test_residency_counts_pages_up_to_the_end_of_the_file(disk_dir: Path) -> Non
 
 def test_a_live_mapping_keeps_pages_and_residency_does_not(disk_dir: Path) -> None:
     f = write(disk_dir / "m.bin", 8 * PS)
-    caches.warm([f])
+    warm([f])
     with open(f, "rb") as fh, mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) as mm:
         touched = sum(mm[i * PS] for i in range(8))  # fault every page in
         assert touched >= 0
-        kept = caches.evict([f])
+        kept = evict([f])
     # Linux does not drop pages that a process maps: the caveat evict() documents.
     assert kept.resident_bytes == 8 * PS
     # Once that mapping is gone eviction works, so residency() and evict() left
@@ -136,12 +145,12 @@ def test_a_live_mapping_keeps_pages_and_residency_does_not(disk_dir: Path) -> No
 def test_empty_files_count_zero_bytes(tmp_path: Path) -> None:
     empty = tmp_path / "empty"
     empty.touch()
-    r = caches.residency([empty])
+    r = residency([empty])
     assert r.files == (FileResidency(str(empty), 0, 0),)
     assert (r.total_bytes, r.resident_bytes, r.fraction) == (0, 0, 1.0)
-    assert caches.evict([empty]).total_bytes == 0
+    assert evict([empty]).total_bytes == 0
     full = write(tmp_path / "full", PS)
-    both = caches.warm([empty, full])
+    both = warm([empty, full])
     assert (both.total_bytes, both.resident_bytes) == (PS, PS)
 
 
@@ -151,14 +160,14 @@ def test_folders_are_walked_and_each_inode_counted_once(tmp_path: Path) -> None:
     a = write(snap / "a.bin", PS)
     write(snap / "sub" / "b.bin", 2 * PS)
     (snap / "link.bin").symlink_to(a)  # a hub snapshot is a folder of symlinks
-    r = caches.warm([snap])
+    r = warm([snap])
     assert sorted(Path(x.path).name for x in r.files) == ["a.bin", "b.bin"]
     assert r.total_bytes == 3 * PS
 
 
 def test_missing_file_is_a_user_error(tmp_path: Path) -> None:
     with pytest.raises(UserError, match="no-such.bin"):
-        caches.residency([tmp_path / "no-such.bin"])
+        residency([tmp_path / "no-such.bin"])
 
 
 MIB = 1024 * 1024
@@ -169,25 +178,25 @@ def res(total: int, resident: int) -> Residency:
 
 
 def test_verify_cold() -> None:
-    ok, note = caches.verify("cold", res(512 * MIB, round(0.37 * 512 * MIB)))
+    ok, note = verify("cold", res(512 * MIB, round(0.37 * 512 * MIB)))
     assert not ok
     assert note == "not cold: 37.0% of 512.0 MiB resident before the run"
-    ok, note = caches.verify("cold", res(512 * MIB, int(0.02 * 512 * MIB)))
+    ok, note = verify("cold", res(512 * MIB, int(0.02 * 512 * MIB)))
     assert ok and note == "cold: 2.0% of 512.0 MiB resident before the run"
-    assert not caches.verify("cold", res(1000, 21))[0]
+    assert not verify("cold", res(1000, 21))[0]
 
 
 def test_verify_warm_and_edges() -> None:
-    assert caches.verify("warm", res(1000, 980)) == (
+    assert verify("warm", res(1000, 980)) == (
         True,
         "warm: 98.0% of 1000 B resident before the run",
     )
-    ok, note = caches.verify("warm", res(2 * 1024 * MIB, 1024 * MIB))
+    ok, note = verify("warm", res(2 * 1024 * MIB, 1024 * MIB))
     assert not ok and note == "not warm: 50.0% of 2.0 GiB resident before the run"
     # nothing to measure: both states hold, and the note says why
-    assert caches.verify("cold", Residency(())) == (True, "cold: no file bytes to measure")
+    assert verify("cold", Residency(())) == (True, "cold: no file bytes to measure")
     with pytest.raises(ValueError):
-        caches.verify("lukewarm", res(1, 1))  # type: ignore[arg-type]
+        verify("lukewarm", res(1, 1))  # type: ignore[arg-type]
 
 
 def test_residency_aggregates() -> None:
@@ -198,7 +207,7 @@ def test_residency_aggregates() -> None:
 
 def test_temporary_hub_cache_removes_only_itself(tmp_path: Path) -> None:
     keep = write(tmp_path / "user-file", 10)
-    with caches.temporary_hub_cache(tmp_path) as root:
+    with temporary_hub_cache(tmp_path) as root:
         assert root.parent == tmp_path
         assert sorted(p.name for p in root.iterdir()) == ["hub", "xet"]
         blob = root / "hub" / "models--a--b" / "blobs" / "x"
@@ -210,13 +219,13 @@ def test_temporary_hub_cache_removes_only_itself(tmp_path: Path) -> None:
 
 
 def test_temporary_hub_cache_cleans_up_on_error(tmp_path: Path) -> None:
-    with pytest.raises(RuntimeError), caches.temporary_hub_cache(tmp_path) as root:
+    with pytest.raises(RuntimeError), temporary_hub_cache(tmp_path) as root:
         raise RuntimeError("boom")
     assert not root.exists()
 
 
 def test_hub_cache_env_points_everything_under_root(tmp_path: Path) -> None:
-    env = caches.hub_cache_env(tmp_path)
+    env = hub_cache_env(tmp_path)
     assert env["HF_HUB_CACHE"] == env["HUGGINGFACE_HUB_CACHE"] == str(tmp_path / "hub")
     assert env["HF_XET_CACHE"] == str(tmp_path / "xet")
     assert all(Path(v).is_relative_to(tmp_path) for v in env.values())

@@ -6,14 +6,14 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-from profiler.checkpoint import (
+from profiler.errors import UserError
+from profiler.load.checkpoint import (
     find_checkpoint,
     parameter_count,
-    read_file_into,
     read_safetensors_header,
     tensors_from_buffer,
 )
-from profiler.errors import UserError
+from profiler.load.read import read_file_into
 
 
 @pytest.fixture

@@ -8,16 +8,16 @@ from collections.abc import Sequence
 
 import pytest
 
+from profiler.analysis.compare import DEFAULT_FLOORS, compare, machine_differences, threshold_for
+from profiler.analysis.metrics import MetricSamples
+from profiler.analysis.stats import mann_whitney_p, min_mann_whitney_p
 from profiler.commands.compare import (
     parse_floors,
     parse_fraction,
     parse_metric_thresholds,
 )
-from profiler.compare import DEFAULT_FLOORS, compare, machine_differences, threshold_for
 from profiler.errors import UserError
-from profiler.metrics import MetricSamples
 from profiler.render.comparison import render_comparison_markdown, summary_line
-from profiler.stats import mann_whitney_p, min_mann_whitney_p
 
 MIB = 1024 * 1024
 

@@ -8,22 +8,21 @@ from types import SimpleNamespace
 
 import pytest
 
-from profiler.bandwidth import copy_gbps
-from profiler.decode import (
-    DecodeOptions,
+from profiler.analysis.decode_metrics import (
     LatencyStats,
-    TokenClock,
     consistency,
-    context_length_of,
     hook_overhead,
-    kv_bytes_per_token,
     latency_by_position,
     mbu_per_token,
     token_latency_stats,
     tokens_per_s,
 )
+from profiler.decode.hook import TokenClock
+from profiler.decode.model_facts import context_length_of, kv_bytes_per_token
+from profiler.decode.options import DecodeOptions
 from profiler.errors import UserError
-from profiler.records import DecodeCall, DecodeRecord
+from profiler.machine.bandwidth import copy_gbps
+from profiler.records.decode import DecodeCall, DecodeRecord
 
 MS = 1_000_000  # nanoseconds in a millisecond
 

@@ -7,17 +7,12 @@ from dataclasses import replace
 
 import pytest
 
-from profiler import ceilings as C
-from profiler.diagnosis import StageSummary, diagnose, stage_line, summarize_stages
-from profiler.records import (
-    CacheState,
-    DecodeCall,
-    DecodeRecord,
-    Environment,
-    ModelInfo,
-    RunRecord,
-    StageRecord,
-)
+from profiler.analysis.diagnosis import StageSummary, diagnose, stage_line, summarize_stages
+from profiler.machine.bounds import attach_ceilings
+from profiler.records.ceilings import GBPS, MATMUL, TFLOPS, Ceiling, Ceilings, skipped
+from profiler.records.decode import DecodeCall, DecodeRecord
+from profiler.records.run import CacheState, Environment, ModelInfo, RunRecord
+from profiler.records.stage import StageRecord
 
 GB = 1_000_000_000
 MS = 1_000_000
@@ -34,7 +29,7 @@ def stage(name: str, seconds: float, nbytes: float | None = None, **kw) -> Stage
     )
 
 
-def ceilings(device: str = "cuda:0", **values: float | None) -> C.Ceilings:
+def ceilings(device: str = "cuda:0", **values: float | None) -> Ceilings:
     base: dict[str, float | None] = {
         "disk_read": 1.76,
         "page_cache_read_1t": 5.0,
@@ -43,18 +38,16 @@ def ceilings(device: str = "cuda:0", **values: float | None) -> C.Ceilings:
         "h2d_pageable": 21.0,
         "h2d_pinned": 55.0,
         "device_memory": 4300.0,
-        C.MATMUL: 790.0,
+        MATMUL: 790.0,
     }
     base.update(values)
     items = {}
     for name, v in base.items():
-        unit = C.TFLOPS if name == C.MATMUL else C.GBPS
+        unit = TFLOPS if name == MATMUL else GBPS
         items[name] = (
-            C.skipped(name, unit, "skipped")
-            if v is None
-            else C.Ceiling(name, v, unit, (v,), "test")
+            skipped(name, unit, "skipped") if v is None else Ceiling(name, v, unit, (v,), "test")
         )
-    return C.Ceilings(fingerprint={"cpu_model": "X"}, measured_at="t", items=items, device=device)
+    return Ceilings(fingerprint={"cpu_model": "X"}, measured_at="t", items=items, device=device)
 
 
 def run(
@@ -224,7 +217,7 @@ def test_group_ignores_failed_runs_and_refuses_mixed_groups() -> None:
 
 
 def test_attached_ceilings_serve_without_a_ceilings_object() -> None:
-    r = C.attach_ceilings(pageable_h2d_run(), ceilings())
+    r = attach_ceilings(pageable_h2d_run(), ceilings())
     line = diagnose(r, None)[1]
     assert "= 31% of pageable host-to-device (21 GB/s)" in line
     # the pinned figure is not on the record, so it is not claimed

@@ -6,17 +6,16 @@ import dataclasses
 
 import pytest
 
-from profiler.grouping import (
-    cache_temperature,
-    cold_warm_pairs,
-    group_runs,
+from profiler.analysis.cold_warm import cold_warm_pairs
+from profiler.analysis.grouping import cache_temperature, group_runs, varying_fields
+from profiler.analysis.summaries import (
     native_gap,
     summarize_group,
     summarize_runs,
     summarize_stages,
-    varying_fields,
 )
-from profiler.records import CacheState, StageRecord
+from profiler.records.run import CacheState
+from profiler.records.stage import StageRecord
 from tests.support import fake_runs as fr
 
 COLD_TOTAL = sum(row[1] for row in fr.CPU_STAGES)  # 2.424 s
@@ -150,7 +149,7 @@ def test_shares_use_medians_of_stage_and_total() -> None:
         [_stage("a", 2.0), _stage("b", 2.0)],
         [_stage("a", 3.0), _stage("b", 2.5)],
     ]
-    from profiler.stats import summarize
+    from profiler.analysis.stats import summarize
 
     total = summarize([4.0, 4.0, 5.5])
     a, b = summarize_stages(runs, total)

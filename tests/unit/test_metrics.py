@@ -7,31 +7,22 @@ from pathlib import Path
 
 import pytest
 
-from profiler.errors import UserError
-from profiler.metrics import (
+from profiler.analysis.benchmark_files import load_metrics
+from profiler.analysis.metrics import (
     MetricSamples,
     failed_run_counts,
-    format_quantity,
-    load_metrics,
     metrics_from_extra_info,
     metrics_from_runs,
     metrics_to_extra_info,
     run_prefix,
 )
-from profiler.records import (
-    SCHEMA_VERSION,
-    CacheState,
-    DecodeCall,
-    DecodeRecord,
-    Environment,
-    MemorySnapshot,
-    ModelInfo,
-    NativeView,
-    RunRecord,
-    StageMemory,
-    StageRecord,
-)
-from profiler.resultsio import save_runs
+from profiler.errors import UserError
+from profiler.records.decode import DecodeCall, DecodeRecord
+from profiler.records.fields import SCHEMA_VERSION
+from profiler.records.io import save_runs
+from profiler.records.run import CacheState, Environment, ModelInfo, NativeView, RunRecord
+from profiler.records.stage import MemorySnapshot, StageMemory, StageRecord
+from profiler.render.format import format_quantity
 
 MIB = 1024 * 1024
 PREFIX = "smollm2-135m/cpu/bfloat16/cold"

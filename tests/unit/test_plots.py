@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from profiler.grouping import summarize_runs
+from profiler.analysis.summaries import summarize_runs
 from profiler.render import plots
 from tests.support import fake_runs as fr
 

@@ -2,7 +2,8 @@ from __future__ import annotations
 
 import pytest
 
-from profiler.recorder import Recorder, injected_slowdowns
+from profiler.measure.recorder import Recorder
+from profiler.run.faults import injected_slowdowns
 
 
 class FakeClock:

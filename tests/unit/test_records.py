@@ -5,21 +5,11 @@ import json
 import pytest
 
 from profiler.errors import UserError
-from profiler.records import (
-    SCHEMA_VERSION,
-    CacheState,
-    DecodeCall,
-    DecodeRecord,
-    Environment,
-    MemorySnapshot,
-    ModelInfo,
-    NativeView,
-    RunRecord,
-    StageMemory,
-    StageRecord,
-    sort_stages,
-)
-from profiler.resultsio import load_runs, parse_runs, runs_to_json, save_runs
+from profiler.records.decode import DecodeCall, DecodeRecord
+from profiler.records.fields import SCHEMA_VERSION
+from profiler.records.io import load_runs, parse_runs, runs_to_json, save_runs
+from profiler.records.run import CacheState, Environment, ModelInfo, NativeView, RunRecord
+from profiler.records.stage import MemorySnapshot, StageMemory, StageRecord, sort_stages
 
 
 def _mem(rss: int) -> MemorySnapshot:
@@ -140,7 +130,7 @@ def test_machine_key_ignores_volatile_fields():
 
 
 def test_overhead_estimates_on_known_samples():
-    from profiler.overhead import Overhead
+    from profiler.run.overhead import Overhead
 
     o = Overhead(plain_s=(1.0, 2.0, 1.0), instrumented_s=(1.01, 2.04, 1.5))
     assert o.fraction == pytest.approx((1.5 - 1.0) / 1.0)  # medians 1.0 vs 1.5

@@ -18,9 +18,11 @@ from pathlib import Path
 
 import pytest
 
+from profiler.analysis.stats import summarize
+from profiler.analysis.summaries import summarize_runs
 from profiler.errors import UserError
-from profiler.grouping import summarize_runs
-from profiler.records import RunRecord
+from profiler.records.io import parse_runs
+from profiler.records.run import RunRecord
 from profiler.render import (
     ConsoleRenderer,
     JsonRenderer,
@@ -30,10 +32,26 @@ from profiler.render import (
     render_console,
     render_markdown,
 )
-from profiler.render import format as fmt
+from profiler.render.format import (
+    GIB,
+    MIB,
+    MICROSECONDS,
+    MILLISECONDS,
+    MISSING,
+    SECONDS,
+    bytes_unit,
+    human_bytes,
+    human_seconds,
+    human_summary_seconds,
+    med_spread,
+    num,
+    percent,
+    ratio,
+    signed,
+    time_unit,
+)
 from profiler.render.plots import planned_images
-from profiler.resultsio import parse_runs
-from profiler.stats import summarize
+from profiler.render.tables import Column, informative, make_table, render_table
 from tests.support import fake_runs as fr
 
 GOLDEN = Path(__file__).resolve().parents[1] / "data" / "golden"
@@ -137,7 +155,7 @@ def test_renderer_by_import_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 
 def test_render_package_imports_neither_torch_nor_matplotlib() -> None:
     code = (
-        "import sys, profiler.render, profiler.grouping, profiler.commands.report, "
+        "import sys, profiler.render, profiler.analysis.summaries, profiler.commands.report, "
         "profiler.render.plots\n"
         "bad = [m for m in ('torch', 'transformers', 'matplotlib') if m in sys.modules]\n"
         "assert not bad, bad\n"
@@ -324,8 +342,8 @@ def test_nothing_in_common_is_said() -> None:
 
 
 def test_pipes_in_cells_are_escaped() -> None:
-    table = fmt.make_table([fmt.Column("a|b", ("x|y",), align="left")])
-    md = fmt.render_table(table, "pipe")
+    table = make_table([Column("a|b", ("x|y",), align="left")])
+    md = render_table(table, "pipe")
     assert "a\\|b" in md and "x\\|y" in md
     assert len(cells(md.splitlines()[2])) == 1
 
@@ -380,38 +398,38 @@ def test_console_lines_fit_prose_width() -> None:
 
 
 def test_number_formatting() -> None:
-    assert fmt.num(1234.5) == "1,234"  # 0 decimals from 100 up (round half to even)
-    assert fmt.num(12.345) == "12.3"
-    assert fmt.num(1.2345) == "1.23"
-    assert fmt.num(0.12345) == "0.123"
-    assert fmt.num(None) == fmt.MISSING
-    assert fmt.time_unit([0.5, 2.0]) == fmt.MILLISECONDS
-    assert fmt.time_unit([12.0]) == fmt.SECONDS
-    assert fmt.time_unit([2e-4]) == fmt.MICROSECONDS
-    assert fmt.bytes_unit([fr.WEIGHT_BYTES]) == fmt.MIB
-    assert fmt.bytes_unit([20 * 1024**3]) == fmt.GIB
-    assert fmt.percent(0.1234) == "12.3"
-    assert fmt.ratio(8.636) == "8.6×"
-    assert fmt.signed(-0.25, fmt.MILLISECONDS) == "−250"
-    assert fmt.human_bytes(1.5 * 1024**3) == "1.50 GiB"
-    assert fmt.human_seconds(0.0456) == "45.6 ms"
-    assert fmt.human_seconds(2.5) == "2.50 s"
+    assert num(1234.5) == "1,234"  # 0 decimals from 100 up (round half to even)
+    assert num(12.345) == "12.3"
+    assert num(1.2345) == "1.23"
+    assert num(0.12345) == "0.123"
+    assert num(None) == MISSING
+    assert time_unit([0.5, 2.0]) == MILLISECONDS
+    assert time_unit([12.0]) == SECONDS
+    assert time_unit([2e-4]) == MICROSECONDS
+    assert bytes_unit([fr.WEIGHT_BYTES]) == MIB
+    assert bytes_unit([20 * 1024**3]) == GIB
+    assert percent(0.1234) == "12.3"
+    assert ratio(8.636) == "8.6×"
+    assert signed(-0.25, MILLISECONDS) == "−250"
+    assert human_bytes(1.5 * 1024**3) == "1.50 GiB"
+    assert human_seconds(0.0456) == "45.6 ms"
+    assert human_seconds(2.5) == "2.50 s"
 
 
 def test_median_spread_cells() -> None:
     s3 = summarize([0.98, 1.00, 1.03])
-    assert fmt.med_spread(s3, fmt.MILLISECONDS) == "1,000 ± 20"
-    assert fmt.med_spread(summarize([0.0123, 0.0125, 0.0120])) == "0.0123 ± 0.0002"
-    assert fmt.med_spread(summarize([2.0])) == "2.00"
-    assert fmt.med_spread(None) == fmt.MISSING
-    assert fmt.human_summary_seconds(s3) == "1.00 ± 0.02 s (n=3)"
+    assert med_spread(s3, MILLISECONDS) == "1,000 ± 20"
+    assert med_spread(summarize([0.0123, 0.0125, 0.0120])) == "0.0123 ± 0.0002"
+    assert med_spread(summarize([2.0])) == "2.00"
+    assert med_spread(None) == MISSING
+    assert human_summary_seconds(s3) == "1.00 ± 0.02 s (n=3)"
 
 
 def test_columns_without_information_are_dropped() -> None:
-    t = fmt.make_table(
+    t = make_table(
         [
-            fmt.Column("a", ("1", "2")),
-            fmt.Column("b", (fmt.MISSING, fmt.MISSING), show=fmt.informative((fmt.MISSING,) * 2)),
+            Column("a", ("1", "2")),
+            Column("b", (MISSING, MISSING), show=informative((MISSING,) * 2)),
         ]
     )
     assert t.headers == ("a",)

@@ -1,0 +1,253 @@
+"""Named metrics with their raw samples: the input of ``llmprof compare``.
+
+A metric is a name, a unit, a direction (is smaller better, or larger?) and one
+sample per measured repetition. Raw samples are kept, never a summary alone, so a
+comparison can test whether two sets of samples really differ (Mann–Whitney U)
+instead of comparing two single numbers.
+
+Metrics come from llmprof results files (:func:`metrics_from_runs`) or from
+pytest-benchmark JSON (:func:`load_metrics`), where a benchmark may carry llmprof
+metrics in ``extra_info["llmprof_metrics"]`` (:func:`metrics_to_extra_info`).
+
+Names are ``<model spec>/<device>/<dtype>/<cache label>/<metric>``, for example
+``smollm2-135m/cpu/bfloat16/cold/load.weight_read_s``. The model spec and the cache
+label may themselves contain ``/``; the metric part is what follows the last one.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from profiler.analysis.stats import median, percentile
+from profiler.errors import UserError
+from profiler.records.run import RunRecord
+from profiler.records.stage import STAGE_ORDER
+
+Direction = Literal["lower", "higher"]
+
+
+# Version of the ``extra_info["llmprof_metrics"]`` format. Bump it when the meaning
+# of a field changes; readers refuse versions newer than they know.
+EXTRA_INFO_KEY = "llmprof_metrics"
+
+
+EXTRA_INFO_VERSION = 1
+
+
+UNIT_SECONDS = "s"
+
+
+UNIT_BYTES = "bytes"
+
+
+UNIT_TOKENS_PER_S = "tokens/s"
+
+
+@dataclass(frozen=True)
+class MetricSamples:
+    """One metric and its raw samples (one per repetition, or per benchmark round).
+
+    ``threshold`` overrides the comparison's relative threshold for this metric
+    (0.25 = 25%), for metrics known to be noisier or steadier than the rest.
+    """
+
+    name: str
+    unit: str
+    direction: Direction
+    samples: tuple[float, ...]
+    threshold: float | None = None
+
+
+def run_prefix(run: RunRecord) -> str:
+    """The group a run belongs to: runs with the same prefix are repetitions."""
+    return f"{run.model.spec}/{run.device}/{run.dtype_resolved}/{run.cache.label}"
+
+
+def failed_run_counts(runs: Sequence[RunRecord]) -> dict[str, int]:
+    """How many runs of each group failed (status other than ``"ok"``).
+
+    Failed runs contribute no samples to :func:`metrics_from_runs`; this says how
+    many were left out, so a report can say so instead of hiding them.
+    """
+    out: dict[str, int] = {}
+    for run in runs:
+        if run.status != "ok":
+            key = run_prefix(run)
+            out[key] = out.get(key, 0) + 1
+    return out
+
+
+class _Collector:
+    """Accumulates samples per metric name, keeping first-seen order."""
+
+    def __init__(self) -> None:
+        self._data: dict[str, tuple[str, Direction, list[float]]] = {}
+
+    def add(self, name: str, unit: str, direction: Direction, value: float) -> None:
+        if not math.isfinite(value):
+            return  # a non-finite figure is no measurement; never feed it to the test
+        entry = self._data.get(name)
+        if entry is None:
+            entry = (unit, direction, [])
+            self._data[name] = entry
+        entry[2].append(float(value))
+
+    def result(self) -> dict[str, MetricSamples]:
+        return {
+            name: MetricSamples(name, unit, direction, tuple(samples))
+            for name, (unit, direction, samples) in self._data.items()
+        }
+
+
+def _stage_sort_key(name: str) -> tuple[int, str]:
+    order = {n: i for i, n in enumerate(STAGE_ORDER)}
+    return (order.get(name, len(order)), name)
+
+
+def metrics_from_runs(runs: Sequence[RunRecord]) -> dict[str, MetricSamples]:
+    """Turn run records into metrics; each successful repetition adds one sample.
+
+    Runs whose status is not ``"ok"`` are skipped (count them with
+    :func:`failed_run_counts`). Per group ``<prefix>`` (see :func:`run_prefix`):
+
+    - ``load.<stage>_s``: duration of each staged-view stage with status ``"ok"``;
+    - ``load.staged_total_s``: sum of those durations (when the run has stages);
+    - ``load.native_total_s``: plain ``from_pretrained`` total (when measured);
+    - ``load.peak_rss_bytes``: max of the stages' ``memory.peak_rss_bytes``;
+    - ``load.peak_gpu_bytes``: max of the stages' ``torch_peak_allocated_bytes``;
+    - per decode record at batch size B (warm calls only; the first call of the
+      process is a cold start and is not a steady-state figure):
+
+      - ``decode.bB.ttft_s``: median time to first token over the warm calls;
+      - ``decode.bB.token_p50_s`` / ``token_p99_s``: percentiles of the
+        token-to-token intervals of all warm calls together;
+      - ``decode.bB.tokens_per_s`` (higher is better): end-to-end throughput,
+        prefill included. For each warm call, ``batch_size * tokens generated``
+        (``len(token_times_ns)``, which is ``new_tokens`` unless generation stopped
+        early) divided by the call's wall time; the sample is the median over the
+        calls. When every call generates the same count this equals
+        ``batch_size * new_tokens / median wall time``.
+
+    Times and memory are lower-is-better.
+    """
+    col = _Collector()
+    for run in runs:
+        if run.status != "ok":
+            continue
+        p = run_prefix(run)
+        ok_stages = [s for s in run.stages if s.status == "ok"]
+        for s in sorted(ok_stages, key=lambda s: _stage_sort_key(s.name)):
+            col.add(f"{p}/load.{s.name}_s", UNIT_SECONDS, "lower", s.duration_s)
+        if ok_stages:
+            col.add(f"{p}/load.staged_total_s", UNIT_SECONDS, "lower", run.staged_total_s)
+        if run.native is not None and any(s.status == "ok" for s in run.native.stages):
+            col.add(f"{p}/load.native_total_s", UNIT_SECONDS, "lower", run.native.total_s)
+        mems = [s.memory for s in ok_stages if s.memory is not None]
+        if mems:
+            col.add(
+                f"{p}/load.peak_rss_bytes",
+                UNIT_BYTES,
+                "lower",
+                max(m.peak_rss_bytes for m in mems),
+            )
+        gpu = [m.torch_peak_allocated_bytes for m in mems if m.torch_peak_allocated_bytes]
+        if gpu:
+            col.add(f"{p}/load.peak_gpu_bytes", UNIT_BYTES, "lower", max(gpu))
+        for rec in run.decode:
+            calls = [c for c in rec.calls if c.token_times_ns]
+            if not calls:
+                continue
+            d = f"{p}/decode.b{rec.batch_size}"
+            col.add(f"{d}.ttft_s", UNIT_SECONDS, "lower", median([c.ttft_s for c in calls]))
+            intervals = [x for c in calls for x in c.intervals_s]
+            if intervals:
+                col.add(f"{d}.token_p50_s", UNIT_SECONDS, "lower", percentile(intervals, 50))
+                col.add(f"{d}.token_p99_s", UNIT_SECONDS, "lower", percentile(intervals, 99))
+            rates = [
+                rec.batch_size * len(c.token_times_ns) / c.wall_s for c in calls if c.wall_s > 0
+            ]
+            if rates:
+                col.add(f"{d}.tokens_per_s", UNIT_TOKENS_PER_S, "higher", median(rates))
+    return col.result()
+
+
+def metrics_to_extra_info(metrics: Mapping[str, MetricSamples]) -> dict[str, Any]:
+    """JSON-able form of ``metrics`` for pytest-benchmark's ``extra_info``.
+
+    Returns ``{"llmprof_metrics": {...}}``, so a benchmark can do
+    ``benchmark.extra_info.update(metrics_to_extra_info(m))``. Raw samples, unit,
+    direction and any per-metric threshold travel with each metric.
+    """
+    return {
+        EXTRA_INFO_KEY: {
+            "version": EXTRA_INFO_VERSION,
+            "metrics": {
+                name: {
+                    "unit": m.unit,
+                    "direction": m.direction,
+                    "samples": list(m.samples),
+                    "threshold": m.threshold,
+                }
+                for name, m in metrics.items()
+            },
+        }
+    }
+
+
+def _number(x: Any, what: str) -> float:
+    # bool is an int in Python; a true/false sample is a bug upstream, not a time.
+    if isinstance(x, bool) or not isinstance(x, (int, float)) or not math.isfinite(x):
+        raise UserError(f"{what} is {x!r}, not a finite number")
+    return float(x)
+
+
+def metrics_from_extra_info(d: Mapping[str, Any]) -> dict[str, MetricSamples]:
+    """Read metrics written by :func:`metrics_to_extra_info`.
+
+    ``d`` is a benchmark's whole ``extra_info`` (no ``"llmprof_metrics"`` key:
+    no metrics) or the value stored under that key. Raises UserError on a
+    malformed entry or a format version newer than this code.
+    """
+    if not isinstance(d, Mapping):
+        raise UserError(f"{EXTRA_INFO_KEY} is not an object")
+    if EXTRA_INFO_KEY in d:
+        d = d[EXTRA_INFO_KEY]
+    elif "metrics" not in d:
+        return {}
+    if not isinstance(d, Mapping):
+        raise UserError(f"{EXTRA_INFO_KEY} is not an object")
+    version = d.get("version")
+    if isinstance(version, bool) or not isinstance(version, int):
+        raise UserError(f"{EXTRA_INFO_KEY} has no integer version")
+    if version > EXTRA_INFO_VERSION:
+        raise UserError(
+            f"{EXTRA_INFO_KEY} has version {version}, this llmprof reads up to "
+            f"{EXTRA_INFO_VERSION}: upgrade llmprof"
+        )
+    raw = d.get("metrics")
+    if not isinstance(raw, Mapping):
+        raise UserError(f'{EXTRA_INFO_KEY} has no "metrics" object')
+    out: dict[str, MetricSamples] = {}
+    for name, entry in raw.items():
+        if not isinstance(entry, Mapping):
+            raise UserError(f"metric {name!r} is not an object")
+        unit = entry.get("unit")
+        direction = entry.get("direction")
+        samples = entry.get("samples")
+        if not isinstance(unit, str) or not unit:
+            raise UserError(f"metric {name!r} has no unit")
+        if direction not in ("lower", "higher"):
+            raise UserError(f"metric {name!r} has direction {direction!r}, not lower/higher")
+        if not isinstance(samples, list) or not samples:
+            raise UserError(f"metric {name!r} has no samples")
+        values = tuple(_number(x, f"a sample of metric {name!r}") for x in samples)
+        threshold = entry.get("threshold")
+        if threshold is not None:
+            threshold = _number(threshold, f"the threshold of metric {name!r}")
+            if threshold < 0:
+                raise UserError(f"metric {name!r} has a negative threshold")
+        out[str(name)] = MetricSamples(str(name), unit, direction, values, threshold)
+    return out

@@ -1,0 +1,363 @@
+"""TODO: docstring."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+
+from profiler.analysis.grouping import GroupKey, RunGroup, group_runs
+from profiler.analysis.stats import Summary, median, summarize
+from profiler.records.decode import DecodeCall, DecodeRecord
+from profiler.records.run import Environment, ModelInfo, RunRecord
+from profiler.records.stage import OUTSIDE_LOAD, StageRecord, sort_stages
+
+
+@dataclass(frozen=True)
+class StageSummary:
+    """One stage over the ok repetitions of a group.
+
+    ``time`` is None when the stage never completed (skipped or failed everywhere).
+    ``share_of_total`` is the stage's median time over the median staged total, so
+    shares of a group sum to about 1 (exactly 1 when repetitions are identical).
+    Memory fields are medians of the per-repetition values, in bytes.
+    """
+
+    name: str
+    n: int  # repetitions where the stage completed
+    time: Summary | None
+    share_of_total: float | None
+    bytes: int | None
+    bytes_what: str
+    gbps: Summary | None
+    ceiling_name: str | None
+    ceiling_gbps: float | None
+    ceiling_fraction: float | None
+    disk_read_bytes: int | None
+    peak_rss_bytes: int | None
+    rss_anon_after: int | None
+    rss_file_after: int | None
+    gpu_used_after: int | None
+    torch_peak_allocated: int | None
+    statuses: dict[str, int]
+    notes: tuple[str, ...]
+    skipped_reason: str | None
+
+
+@dataclass(frozen=True)
+class FailedRun:
+    """A repetition that did not finish: how it ended and its last error lines."""
+
+    run_id: str
+    repetition: int
+    status: str
+    exit_code: int | None
+    error: str | None
+    created_at: str
+
+
+@dataclass(frozen=True)
+class DecodeSummary:
+    """Decode at one (batch size, prompt length, new tokens) over a group's runs.
+
+    Warm calls of all repetitions are pooled. ``interval`` summarizes every
+    token-to-token interval (inside one call only), so its p50/p90/p99/max are
+    per-token latencies. ``tokens_per_s_seq`` is the decode rate of one sequence,
+    ``(tokens - 1) / (last token - first token)`` per call: prefill is excluded
+    because it is reported as TTFT. ``token_s`` is the mean interval per call.
+    MBU is the bytes one decode step must read (weights, plus the KV cache at the
+    mean context length when its size is known) over the median step time, as a
+    fraction of the device's memory bandwidth.
+    """
+
+    batch_size: int
+    prompt_tokens: int
+    new_tokens: int
+    n_calls: int
+    ttft: Summary | None
+    interval: Summary | None
+    tokens_per_s_seq: Summary | None
+    tokens_per_s_batch: Summary | None
+    token_s: Summary | None
+    first_ttft: Summary | None
+    first_token_s: Summary | None
+    achieved_gbps: float | None
+    mbu: float | None
+    mbu_includes_kv: bool
+    memory_bandwidth_gbps: float | None
+    bandwidth_source: str | None
+    hook_overhead_fraction: float | None
+    plain_wall: Summary | None
+    hooked_wall: Summary | None
+    first_by_position_s: tuple[float, ...]
+    warm_by_position_s: tuple[float, ...]
+    peak_gpu_allocated_bytes: int | None
+    kv_cache_bytes: int | None
+    attention_backend: str | None
+    text: str | None
+    notes: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class GroupSummary:
+    """Everything the renderers show about one group."""
+
+    key: GroupKey
+    model: ModelInfo
+    environment: Environment
+    n_runs: int
+    n_ok: int
+    stages: tuple[StageSummary, ...]
+    staged_total: Summary | None  # every stage, process start included
+    load_total: Summary | None  # the model load alone (see records.OUTSIDE_LOAD)
+    native_total: Summary | None
+    native_stages: tuple[StageSummary, ...]
+    native_attribution: dict[str, float | int | str]
+    unattributed: tuple[str, ...]
+    failed: tuple[FailedRun, ...]
+    decode: tuple[DecodeSummary, ...]
+    residency_before: Summary | None  # page-cache resident fraction of the weights
+    unverified_cold_runs: int
+    tool_versions: tuple[str, ...]
+    first_created: str
+    last_created: str
+    notes: tuple[str, ...]
+    runs: tuple[RunRecord, ...] = field(repr=False, default=())
+
+
+def _median_int(values: Iterable[int | None]) -> int | None:
+    xs = [v for v in values if v is not None]
+    return int(round(median(xs))) if xs else None
+
+
+def _median_float(values: Iterable[float | None]) -> float | None:
+    xs = [v for v in values if v is not None]
+    return median(xs) if xs else None
+
+
+def _summary(values: Iterable[float | None]) -> Summary | None:
+    xs = [v for v in values if v is not None]
+    return summarize(xs) if xs else None
+
+
+def _dedup(items: Iterable[str]) -> tuple[str, ...]:
+    return tuple(dict.fromkeys(i for i in items if i))
+
+
+def summarize_stages(
+    per_run: Sequence[Sequence[StageRecord]], total: Summary | None
+) -> tuple[StageSummary, ...]:
+    """Summarize stages by name across repetitions (one stage list per repetition).
+
+    ``total`` is the median staged total the shares are taken of.
+    """
+    names = sort_stages([s.name for stages in per_run for s in stages])
+    out = []
+    for name in names:
+        recs = [s for stages in per_run for s in stages if s.name == name]
+        ok = [s for s in recs if s.status == "ok"]
+        time = _summary([s.duration_s for s in ok])
+        share = None
+        if time is not None and total is not None and total.median > 0:
+            share = time.median / total.median
+        skipped = [s for s in recs if s.status != "ok"]
+        reason = None
+        if skipped:
+            first = skipped[0]
+            reason = first.notes[0] if first.notes else first.status
+        mem = [s.memory for s in ok if s.memory is not None]
+        out.append(
+            StageSummary(
+                name=name,
+                n=len(ok),
+                time=time,
+                share_of_total=share,
+                bytes=_median_int(s.bytes for s in ok),
+                bytes_what=next((s.bytes_what for s in ok if s.bytes_what), ""),
+                gbps=_summary([s.gbps for s in ok]),
+                ceiling_name=next((s.ceiling_name for s in ok if s.ceiling_name), None),
+                ceiling_gbps=_median_float(s.ceiling_gbps for s in ok),
+                ceiling_fraction=_median_float(s.ceiling_fraction for s in ok),
+                disk_read_bytes=_median_int(s.disk_read_bytes for s in ok),
+                peak_rss_bytes=_median_int(m.peak_rss_bytes for m in mem),
+                rss_anon_after=_median_int(m.after.rss_anon_bytes for m in mem),
+                rss_file_after=_median_int(m.after.rss_file_bytes for m in mem),
+                gpu_used_after=_median_int(m.after.gpu_used_bytes for m in mem),
+                torch_peak_allocated=_median_int(m.torch_peak_allocated_bytes for m in mem),
+                statuses=dict(Counter(s.status for s in recs)),
+                notes=_dedup(n for s in ok for n in s.notes),
+                skipped_reason=reason,
+            )
+        )
+    return tuple(out)
+
+
+def _decode_rate(call: DecodeCall) -> float | None:
+    t = call.token_times_ns
+    if len(t) < 2 or t[-1] <= t[0]:
+        return None
+    return (len(t) - 1) / ((t[-1] - t[0]) / 1e9)
+
+
+def _mean_interval(call: DecodeCall) -> float | None:
+    t = call.token_times_ns
+    if len(t) < 2:
+        return None
+    return (t[-1] - t[0]) / 1e9 / (len(t) - 1)
+
+
+def _by_position(calls: Sequence[DecodeCall]) -> tuple[float, ...]:
+    """Median interval at each generated position, over the calls that reached it."""
+    series = [c.intervals_s for c in calls]
+    longest = max((len(s) for s in series), default=0)
+    return tuple(median([s[i] for s in series if len(s) > i]) for i in range(longest))
+
+
+def summarize_decode(records: Sequence[DecodeRecord]) -> DecodeSummary:
+    """Summarize decode records of one shape (batch, prompt, new tokens) across runs."""
+    first = records[0]
+    calls = [c for d in records for c in d.calls]
+    firsts = [d.first_call for d in records if d.first_call is not None]
+    rates = [_decode_rate(c) for c in calls]
+    token_s = _summary([_mean_interval(c) for c in calls])
+    batch = first.batch_size
+    rate_seq = _summary(rates)
+    rate_batch = _summary([r * batch if r is not None else None for r in rates])
+
+    weight_bytes = _median_int(d.weight_bytes for d in records)
+    kv = _median_int(d.kv_bytes_per_token for d in records)
+    bandwidth = next((d.memory_bandwidth_gbps for d in records if d.memory_bandwidth_gbps), None)
+    achieved = mbu = None
+    if weight_bytes and token_s is not None and token_s.median > 0:
+        step_bytes = float(weight_bytes)
+        if kv:
+            # KV read per step grows with the context; its mean over the decode is
+            # the context at the middle of generation.
+            step_bytes += kv * batch * (first.prompt_tokens + first.new_tokens / 2)
+        achieved = step_bytes / token_s.median / 1e9
+        if bandwidth:
+            mbu = achieved / bandwidth
+
+    plain = _summary([x for d in records for x in d.plain_calls_s])
+    hooked = _summary([c.wall_s for c in calls])
+    overhead = None
+    if plain is not None and hooked is not None and plain.median > 0:
+        overhead = hooked.median / plain.median - 1.0
+
+    return DecodeSummary(
+        batch_size=batch,
+        prompt_tokens=first.prompt_tokens,
+        new_tokens=first.new_tokens,
+        n_calls=len(calls),
+        ttft=_summary([c.ttft_s for c in calls if c.token_times_ns]),
+        interval=_summary([x for c in calls for x in c.intervals_s]),
+        tokens_per_s_seq=rate_seq,
+        tokens_per_s_batch=rate_batch,
+        token_s=token_s,
+        first_ttft=_summary([c.ttft_s for c in firsts if c.token_times_ns]),
+        first_token_s=_summary([_mean_interval(c) for c in firsts]),
+        achieved_gbps=achieved,
+        mbu=mbu,
+        mbu_includes_kv=bool(kv),
+        memory_bandwidth_gbps=bandwidth,
+        bandwidth_source=next((d.bandwidth_source for d in records if d.bandwidth_source), None),
+        hook_overhead_fraction=overhead,
+        plain_wall=plain,
+        hooked_wall=hooked,
+        first_by_position_s=_by_position(firsts),
+        warm_by_position_s=_by_position(calls),
+        peak_gpu_allocated_bytes=_median_int(d.peak_gpu_allocated_bytes for d in records),
+        kv_cache_bytes=_median_int(d.kv_cache_bytes for d in records),
+        attention_backend=next((d.attention_backend for d in records if d.attention_backend), None),
+        text=next((d.text for d in records if d.text), None),
+        notes=_dedup(n for d in records for n in d.notes),
+    )
+
+
+def _load_total_s(run: RunRecord) -> float:
+    """Stage time of the model load alone: what the native view also measures."""
+    return sum(s.duration_s for s in run.stages if s.status == "ok" and s.name not in OUTSIDE_LOAD)
+
+
+def summarize_group(group: RunGroup) -> GroupSummary:
+    """Summarize one group's repetitions (failed ones listed, not averaged)."""
+    runs = group.runs
+    ok = [r for r in runs if r.status == "ok"]
+    staged_total = _summary([r.staged_total_s for r in ok if r.stages])
+    load_total = _summary([_load_total_s(r) for r in ok if r.stages])
+    stages = summarize_stages([r.stages for r in ok], staged_total)
+
+    natives = [r.native for r in ok if r.native is not None]
+    native_total = _summary([n.total_s for n in natives if n.stages])
+    native_stages = summarize_stages([n.stages for n in natives], native_total)
+    attribution: dict[str, float | int | str] = {}
+    for name in dict.fromkeys(k for n in natives for k in n.attribution):
+        values = [n.attribution[name] for n in natives if name in n.attribution]
+        numbers = [float(v) for v in values if isinstance(v, int | float)]
+        if len(numbers) == len(values):
+            attribution[name] = median(numbers)
+        else:
+            attribution[name] = str(values[0])
+
+    shapes: dict[tuple[int, int, int], list[DecodeRecord]] = {}
+    for r in ok:
+        for d in r.decode:
+            shapes.setdefault((d.batch_size, d.prompt_tokens, d.new_tokens), []).append(d)
+    decode = tuple(summarize_decode(shapes[k]) for k in sorted(shapes))
+
+    failed = tuple(
+        FailedRun(r.run_id, r.repetition, r.status, r.exit_code, r.error, r.created_at)
+        for r in runs
+        if r.status != "ok"
+    )
+    created = sorted(r.created_at for r in runs if r.created_at)
+    lead = ok[0] if ok else runs[0]
+    return GroupSummary(
+        key=group.key,
+        model=lead.model,
+        environment=lead.environment,
+        n_runs=len(runs),
+        n_ok=len(ok),
+        stages=stages,
+        staged_total=staged_total,
+        load_total=load_total,
+        native_total=native_total,
+        native_stages=native_stages,
+        native_attribution=attribution,
+        unattributed=_dedup(u for n in natives for u in n.unattributed),
+        failed=failed,
+        decode=decode,
+        residency_before=_summary([r.cache.page_resident_fraction_before for r in runs]),
+        unverified_cold_runs=sum(
+            1 for r in runs if r.cache.page == "cold" and r.cache.page_verified is False
+        ),
+        tool_versions=_dedup(r.environment.tool_version or "" for r in runs),
+        first_created=created[0] if created else "",
+        last_created=created[-1] if created else "",
+        notes=_dedup([*lead.model.notes, *(n for r in runs for n in r.notes)]),
+        runs=runs,
+    )
+
+
+def summarize_runs(runs: Iterable[RunRecord]) -> list[GroupSummary]:
+    """Group runs and summarize every group, in :func:`group_runs` order."""
+    return [summarize_group(g) for g in group_runs(runs)]
+
+
+def headline_decode(summary: GroupSummary) -> DecodeSummary | None:
+    """The decode shape quoted in summaries: the smallest batch size."""
+    return summary.decode[0] if summary.decode else None
+
+
+def native_gap(summary: GroupSummary) -> tuple[float, float] | None:
+    """(native − load, (native − load) / load) on medians, when both exist.
+
+    The staged side is the load total, without process start, imports and CUDA
+    init: the native view times ``from_pretrained`` in a process that already paid
+    for those, so both sides measure the same work.
+    """
+    if summary.native_total is None or summary.load_total is None:
+        return None
+    load = summary.load_total.median
+    diff = summary.native_total.median - load
+    return diff, (diff / load if load > 0 else float("nan"))

@@ -1,0 +1,157 @@
+"""TODO: docstring."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from profiler.analysis.rates import gbps_of, matmul_tflops_of
+from profiler.machine.plan import BLOCK_BYTES, MIB, ProbePlan, ceiling_from_trials
+from profiler.records.ceilings import GBPS, MATMUL, TFLOPS, Ceiling
+from profiler.run.device_kind import is_gpu
+
+
+def cuda_time(fn: Callable[[], None], repeat: int = 1) -> float:
+    """Seconds per call of ``fn`` on the current stream, timed with CUDA events."""
+    import torch
+
+    start = torch.cuda.Event(enable_timing=True)
+    stop = torch.cuda.Event(enable_timing=True)
+    start.record()
+    for _ in range(repeat):
+        fn()
+    stop.record()
+    stop.synchronize()
+    return start.elapsed_time(stop) / 1e3 / repeat
+
+
+def _probe_host_device(dev: Any, n: int, trials: int, notes: Sequence[str]) -> list[Ceiling]:
+    """h2d_pageable, h2d_pinned, d2h_pinned: copies of ``n`` bytes timed with events.
+    Its buffers are freed when it returns, before the device-memory probe."""
+    import torch
+
+    gpu = torch.empty(n, dtype=torch.uint8, device=dev)
+    pageable = torch.empty(n, dtype=torch.uint8)
+    pageable.fill_(1)  # touch every page: untouched pages all map the zero page
+    pinned = torch.empty(n, dtype=torch.uint8, pin_memory=True)
+    pinned.fill_(1)
+
+    def h2d_pageable() -> None:
+        gpu.copy_(pageable)
+
+    def h2d_pinned() -> None:
+        gpu.copy_(pinned, non_blocking=True)
+
+    def d2h_pinned() -> None:
+        pinned.copy_(gpu, non_blocking=True)
+
+    cases = (
+        (h2d_pageable, "pageable host tensor → device"),
+        (h2d_pinned, "pinned host tensor → device, non_blocking"),
+        (d2h_pinned, "device → pinned host tensor, non_blocking"),
+    )
+    piece = 16 * MIB
+
+    def h2d_pageable_pieces() -> None:
+        # Loaders copy tensor by tensor; the driver stages pageable copies through
+        # its own pinned buffers and small copies can pipeline better than one big
+        # one (seen on an H100: 7.2 GB/s whole, more in pieces). The ceiling is
+        # the better of the two ways, so no loader can beat it.
+        for off in range(0, n, piece):
+            gpu[off : off + piece].copy_(pageable[off : off + piece])
+
+    out = []
+    for fn, what in cases:
+        fn()  # warm-up
+        torch.cuda.synchronize(dev)
+        rates = [gbps_of(n, cuda_time(fn)) for _ in range(trials)]
+        method = (
+            f"torch copy_ of {n / MIB:.0f} MiB, {what}, timed with CUDA events; "
+            f"median of {trials} after a warm-up"
+        )
+        if fn is h2d_pageable:
+            h2d_pageable_pieces()
+            torch.cuda.synchronize(dev)
+            pieces = [gbps_of(n, cuda_time(h2d_pageable_pieces)) for _ in range(trials)]
+            from profiler.analysis.stats import median as _median
+
+            if _median(pieces) > _median(rates):
+                method = (
+                    f"torch copy_ of {n / MIB:.0f} MiB in {piece // MIB} MiB pieces, "
+                    f"{what}, timed with CUDA events; median of {trials} after a warm-up "
+                    f"(one {n / MIB:.0f} MiB copy: {_median(rates):.2f} GB/s)"
+                )
+                rates = pieces
+            else:
+                method += f" ({piece // MIB} MiB pieces: {_median(pieces):.2f} GB/s)"
+        out.append(ceiling_from_trials(fn.__name__, GBPS, rates, method, notes, n))
+    return out
+
+
+def probe_gpu(device: str, plan: ProbePlan, say: Callable[[str], None]) -> list[Ceiling]:
+    import torch
+
+    from profiler.machine.bandwidth import measure_memory_bandwidth
+
+    dev = torch.device(device)
+    torch.cuda.set_device(dev)
+    n = plan.gpu_bytes
+    free, _ = torch.cuda.mem_get_info(dev)
+    notes: list[str] = []
+    if free < 3 * n:
+        n = max(BLOCK_BYTES, (free // 4) // BLOCK_BYTES * BLOCK_BYTES)
+        notes.append(f"sizes cut to {n // MIB} MiB by free GPU memory")
+    out: list[Ceiling] = []
+    say(f"h2d/d2h: {plan.trials} x {n / MIB:.0f} MiB")
+    out.extend(_probe_host_device(dev, n, plan.trials, notes))
+    torch.cuda.empty_cache()
+
+    say(f"device_memory: {plan.trials} x {n / MIB:.0f} MiB")
+    r = measure_memory_bandwidth(device, nbytes=n, trials=plan.trials)
+    out.append(
+        Ceiling("device_memory", r.gbps, GBPS, tuple(r.trials_gbps), r.method, tuple(notes), n)
+    )
+    torch.cuda.empty_cache()
+    return out
+
+
+def probe_matmul(device: str, plan: ProbePlan, say: Callable[[str], None]) -> Ceiling:
+    import torch
+
+    n = plan.matmul_n
+    dev = torch.device(device)
+    say(f"matmul: {plan.trials} x bf16 {n}^3 on {device}")
+    gen = torch.Generator(device=dev).manual_seed(0)
+    # Random operands: a GPU runs measurably faster (less power) on zeros.
+    a = torch.randn(n, n, dtype=torch.bfloat16, device=dev, generator=gen)
+    b = torch.randn(n, n, dtype=torch.bfloat16, device=dev, generator=gen)
+    c = torch.empty(n, n, dtype=torch.bfloat16, device=dev)
+    notes: list[str] = []
+    if is_gpu(device):
+        repeat = 10
+
+        def fn() -> None:
+            torch.matmul(a, b, out=c)
+
+        for _ in range(3):
+            fn()
+        torch.cuda.synchronize(dev)
+        trials = [matmul_tflops_of(n, cuda_time(fn, repeat)) for _ in range(plan.trials)]
+        method = (
+            f"torch.matmul bf16 {n}x{n}x{n} on random data, mean of {repeat} per "
+            f"trial timed with CUDA events; median of {plan.trials} after 3 warm-ups"
+        )
+    else:
+        torch.matmul(a, b, out=c)
+        trials = []
+        for _ in range(plan.trials):
+            t0 = time.perf_counter_ns()
+            torch.matmul(a, b, out=c)
+            trials.append(matmul_tflops_of(n, (time.perf_counter_ns() - t0) / 1e9))
+        method = (
+            f"torch.matmul bf16 {n}x{n}x{n} on random data, {torch.get_num_threads()} "
+            f"torch thread(s), perf_counter; median of {plan.trials} after a warm-up"
+        )
+        notes.append("CPU matmul at a small size: a rough rate for CPU prefill MFU")
+    return ceiling_from_trials(MATMUL, TFLOPS, trials, method, notes, 2 * n * n)

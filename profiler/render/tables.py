@@ -1,0 +1,472 @@
+"""Number formatting shared by every renderer: one unit per column, human units.
+
+A table column holds one unit, named in its header ("time (ms)"), so the cells are
+bare numbers that line up when right-aligned. :func:`time_unit` and
+:func:`bytes_unit` pick that unit from the largest value in the column; the cell
+formatters then print a few significant digits, and a spread with the same number
+of decimals as its median so ``12.3 ± 0.4`` reads as one figure.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+from profiler.analysis.cold_warm import ColdWarmComparison
+from profiler.analysis.grouping import GroupKey, machine_label
+from profiler.analysis.stats import Summary
+from profiler.analysis.summaries import GroupSummary, StageSummary, headline_decode, native_gap
+from profiler.records.run import Environment
+from profiler.records.stage import OUTSIDE_LOAD
+from profiler.render.format import (
+    MISSING,
+    Unit,
+    bytes_unit,
+    human_bytes,
+    human_seconds,
+    med_spread,
+    num,
+    percent,
+    quantity,
+    ratio,
+    signed,
+    time_unit,
+)
+
+
+@dataclass(frozen=True)
+class Column:
+    """One table column: header (with its unit), alignment, cells, and whether to show it."""
+
+    header: str
+    cells: tuple[str, ...]
+    align: str = "right"  # numbers right, text left
+    show: bool = True
+
+
+@dataclass(frozen=True)
+class Table:
+    headers: tuple[str, ...]
+    align: tuple[str, ...]
+    rows: tuple[tuple[str, ...], ...]
+
+
+def make_table(columns: Sequence[Column]) -> Table:
+    """A table of the shown columns (a column that carries nothing is left out)."""
+    cols = [c for c in columns if c.show]
+    n = max((len(c.cells) for c in cols), default=0)
+    rows = tuple(tuple(c.cells[i] if i < len(c.cells) else "" for c in cols) for i in range(n))
+    return Table(tuple(c.header for c in cols), tuple(c.align for c in cols), rows)
+
+
+def render_table(table: Table, fmt: str) -> str:
+    """Lay a table out with tabulate: ``fmt`` is "simple" (terminal) or "pipe" (markdown)."""
+    from tabulate import tabulate
+
+    headers: Sequence[str] = table.headers
+    rows: Sequence[Sequence[str]] = table.rows
+    if fmt == "pipe":
+        # A "|" inside a cell would end the cell in markdown.
+        headers = [h.replace("|", "\\|") for h in headers]
+        rows = [[c.replace("|", "\\|") for c in r] for r in rows]
+    return tabulate(
+        rows, headers=headers, tablefmt=fmt, colalign=table.align, disable_numparse=True
+    )
+
+
+def informative(cells: Iterable[str]) -> bool:
+    """A column carries information when at least one cell holds a measured value."""
+    return any(c not in (MISSING, "") for c in cells)
+
+
+def key_text(key: GroupKey, fields: Sequence[str], env: Environment | None = None) -> str:
+    """The parts of a group key that tell it apart from the other groups."""
+    parts = []
+    for f in fields:
+        if f == "machine":
+            parts.append(machine_label(env) if env is not None else "machine")
+        else:
+            parts.append(str(getattr(key, f)))
+    return " · ".join(parts)
+
+
+def key_columns(groups: Sequence[GroupSummary], fields: Sequence[str]) -> list[Column]:
+    """Left-aligned columns naming each group by the key fields that vary."""
+    cols = []
+    for f in fields:
+        if f == "machine":
+            cells = tuple(machine_label(g.environment) for g in groups)
+        else:
+            cells = tuple(str(getattr(g.key, f)) for g in groups)
+        cols.append(Column(f, cells, align="left"))
+    return cols
+
+
+def stage_table(group: GroupSummary, *, compact: bool = False) -> Table:
+    """Load stages of one group: time, share, bytes, bandwidth, memory, why skipped.
+
+    ``compact`` (the terminal) leaves out stages that never completed, the disk-read,
+    ceiling-name and torch-peak columns; :func:`skipped_line` and
+    :func:`ceilings_line` say the rest in one line each.
+    """
+    stages = [s for s in group.stages if not compact or s.time is not None]
+    tu = time_unit(
+        [s.time.median for s in stages if s.time]
+        + ([group.staged_total.median] if group.staged_total else [])
+    )
+    # The load total is worth its own row only when startup stages are in the table.
+    show_load = group.load_total is not None and any(
+        s.name in OUTSIDE_LOAD and s.time is not None for s in stages
+    )
+    mem_values: list[float | None] = []
+    for s in stages:
+        mem_values += [
+            s.peak_rss_bytes,
+            s.rss_anon_after,
+            s.rss_file_after,
+            s.gpu_used_after,
+            s.torch_peak_allocated,
+        ]
+    mu = bytes_unit(mem_values)
+    bu = bytes_unit([s.bytes for s in stages] + [s.disk_read_bytes for s in stages])
+
+    def rss(s: StageSummary) -> str:
+        if s.rss_anon_after is None and s.rss_file_after is None:
+            return MISSING
+        return f"{quantity(s.rss_anon_after, mu)} / {quantity(s.rss_file_after, mu)}"
+
+    def note(s: StageSummary) -> str:
+        if s.skipped_reason is not None:
+            bad = {k: v for k, v in s.statuses.items() if k != "ok"}
+            what = ", ".join(sorted(bad))
+            if s.n:
+                what += f" in {sum(bad.values())} of {sum(s.statuses.values())}"
+            return f"{what}: {s.skipped_reason}"
+        if s.n != group.n_ok:
+            return f"n={s.n}"
+        return ""
+
+    def time_cell(s: StageSummary) -> str:
+        if s.time is None:
+            return next(iter(k for k in s.statuses if k != "ok"), MISSING)
+        return med_spread(s.time, tu)
+
+    def ceiling(s: StageSummary) -> str:
+        if s.ceiling_name is None or s.ceiling_fraction is None:
+            return MISSING
+        rate = f" {num(s.ceiling_gbps)} GB/s" if s.ceiling_gbps else ""
+        return f"{s.ceiling_name}{rate}"
+
+    total = group.staged_total
+    load = group.load_total
+    totals: list[tuple[str, Summary | None, str]] = []
+    if show_load and load is not None:
+        share = percent(load.median / total.median) if total and total.median > 0 else ""
+        totals.append(("load total", load, share))
+    totals.append(("staged total", total, "100.0" if total else ""))
+    blank = [""] * len(totals)  # total rows carry only time and share
+    names = [s.name for s in stages] + [t[0] for t in totals]
+    times = [time_cell(s) for s in stages] + [med_spread(t[1], tu) for t in totals]
+    shares = [percent(s.share_of_total) if s.time else "" for s in stages] + [t[2] for t in totals]
+    nbytes = [quantity(s.bytes, bu) for s in stages] + blank
+    disk = [quantity(s.disk_read_bytes, bu) for s in stages] + blank
+    gbps = [num(s.gbps.median) if s.gbps else MISSING for s in stages] + blank
+    frac = [percent(s.ceiling_fraction) for s in stages] + blank
+    ceil = [ceiling(s) for s in stages] + blank
+    rss_cells = [rss(s) for s in stages] + blank
+    peak = [quantity(s.peak_rss_bytes, mu) for s in stages] + blank
+    gpu = [quantity(s.gpu_used_after, mu) for s in stages] + blank
+    torch_peak = [quantity(s.torch_peak_allocated, mu) for s in stages] + blank
+    notes = [note(s) for s in stages] + blank
+    return make_table(
+        [
+            Column("stage", tuple(names), align="left"),
+            Column(f"time ({tu.name})", tuple(times)),
+            Column("share (%)", tuple(shares), show=total is not None),
+            Column(f"bytes ({bu.name})", tuple(nbytes), show=informative(nbytes)),
+            Column(f"disk read ({bu.name})", tuple(disk), show=informative(disk) and not compact),
+            Column("GB/s", tuple(gbps), show=informative(gbps)),
+            Column("% of ceiling", tuple(frac), show=informative(frac)),
+            Column("ceiling", tuple(ceil), align="left", show=informative(ceil) and not compact),
+            Column(
+                f"RSS after: anon / file ({mu.name})", tuple(rss_cells), show=informative(rss_cells)
+            ),
+            Column(f"peak RSS ({mu.name})", tuple(peak), show=informative(peak)),
+            Column(f"GPU used after ({mu.name})", tuple(gpu), show=informative(gpu)),
+            Column(
+                f"torch peak ({mu.name})",
+                tuple(torch_peak),
+                show=informative(torch_peak) and not compact,
+            ),
+            Column("note", tuple(notes), align="left", show=informative(notes)),
+        ]
+    )
+
+
+def ceilings_line(group: GroupSummary) -> str | None:
+    """Which ceiling each "% of ceiling" is measured against, on one line."""
+    items = [
+        f"{s.name} against {s.ceiling_name}"
+        + (f" ({num(s.ceiling_gbps)} GB/s)" if s.ceiling_gbps else "")
+        for s in group.stages
+        if s.ceiling_name and s.ceiling_fraction is not None
+    ]
+    return "ceilings: " + ", ".join(items) if items else None
+
+
+def skipped_line(group: GroupSummary) -> str | None:
+    """Stages that never completed, with their reasons, on one line."""
+    items = [
+        f"{s.name} ({s.skipped_reason})"
+        for s in group.stages
+        if s.time is None and s.skipped_reason is not None
+    ]
+    return "not run: " + ", ".join(items) if items else None
+
+
+DECODE_PARTS = ("all", "latency", "rate")
+
+
+def decode_table(group: GroupSummary, part: str = "all") -> Table:
+    """Decode of one group, one row per batch size (and prompt/new-token shape).
+
+    ``part`` picks the latency columns, the rate columns, or all (a terminal shows
+    them as two tables to stay readable in 120 columns).
+    """
+    if part not in DECODE_PARTS:
+        raise ValueError(f"part must be one of {DECODE_PARTS}, got {part!r}")
+    ds = group.decode
+
+    def col(header: str, values: Sequence[float | None], unit: Unit) -> Column:
+        cells = tuple(quantity(v, unit) for v in values)
+        return Column(f"{header} ({unit.name})", cells, show=informative(cells))
+
+    def summary_col(header: str, values: Sequence[Summary | None], unit: Unit) -> Column:
+        cells = tuple(med_spread(v, unit) for v in values)
+        return Column(f"{header} ({unit.name})", cells, show=informative(cells))
+
+    def tunit(values: Iterable[float | None]) -> Unit:
+        return time_unit(list(values))
+
+    ttft = [d.ttft for d in ds]
+    p50 = [d.interval.median if d.interval else None for d in ds]
+    p90 = [d.interval.p90 if d.interval else None for d in ds]
+    p99 = [d.interval.p99 if d.interval else None for d in ds]
+    mx = [d.interval.max if d.interval else None for d in ds]
+    lat_unit = tunit(p50 + p90 + p99 + mx)
+    ttft_unit = tunit(
+        [t.median for t in ttft if t] + [d.first_ttft.median for d in ds if d.first_ttft]
+    )
+    tok_unit = tunit(
+        [d.token_s.median for d in ds if d.token_s]
+        + [d.first_token_s.median for d in ds if d.first_token_s]
+    )
+    seq = tuple(med_spread(d.tokens_per_s_seq) for d in ds)
+    batch = tuple(med_spread(d.tokens_per_s_batch) for d in ds)
+    mbu = tuple(percent(d.mbu) for d in ds)
+    ident = [
+        Column("batch", tuple(str(d.batch_size) for d in ds)),
+        Column("prompt (tok)", tuple(str(d.prompt_tokens) for d in ds)),
+        Column("new (tok)", tuple(str(d.new_tokens) for d in ds)),
+        Column("calls", tuple(str(d.n_calls) for d in ds)),
+    ]
+    latency = [
+        summary_col("TTFT", ttft, ttft_unit),
+        col("p50", p50, lat_unit),
+        col("p90", p90, lat_unit),
+        col("p99", p99, lat_unit),
+        col("max", mx, lat_unit),
+    ]
+    rate = [
+        Column("tok/s (seq)", seq, show=informative(seq)),
+        Column(
+            "tok/s (batch)", batch, show=informative(batch) and any(d.batch_size > 1 for d in ds)
+        ),
+        Column("MBU (%)", mbu, show=informative(mbu)),
+        summary_col("first TTFT", [d.first_ttft for d in ds], ttft_unit),
+        Column(
+            f"first ({tok_unit.name}/tok)",
+            tuple(med_spread(d.first_token_s, tok_unit) for d in ds),
+            show=any(d.first_token_s for d in ds),
+        ),
+        Column(
+            f"warm ({tok_unit.name}/tok)",
+            tuple(med_spread(d.token_s, tok_unit) for d in ds),
+            show=any(d.token_s for d in ds),
+        ),
+    ]
+    if part == "latency":
+        return make_table(ident + latency)
+    if part == "rate":
+        return make_table(ident[:1] + rate)
+    return make_table(ident + latency + rate)
+
+
+def cold_warm_table(cmp: ColdWarmComparison) -> Table:
+    """Stage × (cold, warm, cold − warm, cold / warm), then the load and staged totals."""
+    rows = [*cmp.rows, cmp.load_total, cmp.total]
+    tu = time_unit([v.median for r in rows for v in (r.cold, r.warm) if v is not None])
+    return make_table(
+        [
+            Column("stage", tuple(r.stage for r in rows), align="left"),
+            Column(f"{cmp.cold.cache} ({tu.name})", tuple(med_spread(r.cold, tu) for r in rows)),
+            Column(f"{cmp.warm.cache} ({tu.name})", tuple(med_spread(r.warm, tu) for r in rows)),
+            Column(f"cold − warm ({tu.name})", tuple(signed(r.difference_s, tu) for r in rows)),
+            Column("cold / warm", tuple(ratio(r.ratio) for r in rows)),
+        ]
+    )
+
+
+def groups_table(groups: Sequence[GroupSummary], fields: Sequence[str]) -> Table:
+    """Cross-group summary: each group's load totals and headline decode figures."""
+    staged = [g.staged_total for g in groups]
+    loads = [g.load_total for g in groups]
+    native = [g.native_total for g in groups]
+    heads = [headline_decode(g) for g in groups]
+    lu = time_unit([s.median for s in staged + loads + native if s])
+    tu = time_unit([h.ttft.median for h in heads if h and h.ttft])
+    batch_sizes = {h.batch_size for h in heads if h}
+    seq = tuple(med_spread(h.tokens_per_s_seq) if h else MISSING for h in heads)
+    ttft = tuple(med_spread(h.ttft, tu) if h else MISSING for h in heads)
+    native_cells = tuple(med_spread(s, lu) for s in native)
+    return make_table(
+        [
+            *key_columns(groups, fields),
+            Column(
+                "n",
+                tuple(
+                    str(g.n_ok) if g.n_ok == g.n_runs else f"{g.n_ok}/{g.n_runs}" for g in groups
+                ),
+            ),
+            Column(f"load total ({lu.name})", tuple(med_spread(s, lu) for s in loads)),
+            Column(f"native total ({lu.name})", native_cells, show=informative(native_cells)),
+            Column(f"staged total ({lu.name})", tuple(med_spread(s, lu) for s in staged)),
+            Column(
+                "batch",
+                tuple(str(h.batch_size) if h else MISSING for h in heads),
+                show=len(batch_sizes) > 1,
+            ),
+            Column(f"TTFT ({tu.name})", ttft, show=informative(ttft)),
+            Column("tok/s (seq)", seq, show=informative(seq)),
+        ]
+    )
+
+
+def native_table(groups: Sequence[GroupSummary], fields: Sequence[str]) -> Table:
+    """The load total (staged, startup excluded) against the plain ``from_pretrained``."""
+    groups = [g for g in groups if g.native_total is not None]
+    stage_names: list[str] = []
+    for g in groups:
+        stage_names += [s.name for s in g.native_stages if s.name not in stage_names]
+    lu = time_unit([s.median for g in groups for s in (g.load_total, g.native_total) if s])
+    gaps = [native_gap(g) for g in groups]
+    native_stage_cols = []
+    # One native stage is the total itself: a column for it would repeat the total.
+    for name in stage_names if len(stage_names) > 1 else ():
+        cells = []
+        for g in groups:
+            st = next((s for s in g.native_stages if s.name == name), None)
+            cells.append(med_spread(st.time, lu) if st else MISSING)
+        native_stage_cols.append(Column(f"{name} ({lu.name})", tuple(cells)))
+    return make_table(
+        [
+            *key_columns(groups, fields),
+            *native_stage_cols,
+            Column(
+                f"native total ({lu.name})", tuple(med_spread(g.native_total, lu) for g in groups)
+            ),
+            Column(f"load total ({lu.name})", tuple(med_spread(g.load_total, lu) for g in groups)),
+            Column(
+                f"native − load ({lu.name})",
+                tuple(signed(gap[0], lu) if gap else MISSING for gap in gaps),
+            ),
+            Column(
+                "native − load (%)",
+                tuple(
+                    f"{'+' if gap[1] >= 0 else '−'}{percent(abs(gap[1]))}" if gap else MISSING
+                    for gap in gaps
+                ),
+            ),
+        ]
+    )
+
+
+def attribution_table(groups: Sequence[GroupSummary], fields: Sequence[str]) -> Table | None:
+    """Counters measured during the native load (medians), one row per group."""
+    groups = [g for g in groups if g.native_attribution]
+    if not groups:
+        return None
+    names = list(dict.fromkeys(k for g in groups for k in g.native_attribution))
+
+    def cell(v: float | int | str | None, name: str) -> str:
+        if v is None:
+            return MISSING
+        if isinstance(v, str):
+            return v
+        if name.endswith("_bytes"):
+            return human_bytes(v)
+        if name.endswith("_s"):
+            return human_seconds(v)
+        return num(v, 0) if float(v).is_integer() else num(v)
+
+    return make_table(
+        [
+            *key_columns(groups, fields),
+            *[
+                Column(name, tuple(cell(g.native_attribution.get(name), name) for g in groups))
+                for name in names
+            ],
+        ]
+    )
+
+
+_ENV_ROWS: tuple[tuple[str, str], ...] = (
+    ("cpu_model", "CPU"),
+    ("cpu_count", "CPU cores"),
+    ("ram_bytes", "RAM"),
+    ("gpu_name", "GPU"),
+    ("gpu_memory_bytes", "GPU memory"),
+    ("gpu_driver", "GPU driver"),
+    ("cuda", "CUDA"),
+    ("gpu_pci_bus_id", "GPU PCI bus"),
+    ("platform", "platform"),
+    ("python", "Python"),
+    ("torch", "torch"),
+    ("transformers", "transformers"),
+    ("huggingface_hub", "huggingface_hub"),
+    ("safetensors", "safetensors"),
+    ("weights_filesystem", "weights filesystem"),
+    ("weights_device", "weights device"),
+    ("hostname", "hostname"),
+    ("tool_version", "llmprof"),
+)
+
+
+def distinct_environments(groups: Sequence[GroupSummary]) -> list[Environment]:
+    """Each distinct environment once, in group order (frozen records compare by value)."""
+    return list(dict.fromkeys(g.environment for g in groups))
+
+
+def environment_table(envs: Sequence[Environment]) -> Table:
+    """The machine fingerprint: one row per field, one column per machine."""
+
+    def cell(env: Environment, field: str) -> str:
+        value = getattr(env, field)
+        if value is None or value == "":
+            return MISSING
+        if field.endswith("_bytes"):
+            return human_bytes(value)
+        return str(value)
+
+    rows = [(label, [cell(e, f) for e in envs]) for f, label in _ENV_ROWS]
+    rows = [(label, cells) for label, cells in rows if informative(cells)]
+    headers = ["machine" if len(envs) == 1 else f"machine {i + 1}" for i in range(len(envs))]
+    return make_table(
+        [
+            Column("field", tuple(label for label, _ in rows), align="left"),
+            *[
+                Column(h, tuple(cells[i] for _, cells in rows), align="left")
+                for i, h in enumerate(headers)
+            ],
+        ]
+    )

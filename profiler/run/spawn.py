@@ -1,0 +1,101 @@
+"""TODO: docstring."""
+
+from __future__ import annotations
+
+import collections
+import dataclasses
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+from profiler.errors import UserError
+from profiler.records.job import LoadJob
+
+
+class ChildFailed(Exception):
+    def __init__(self, exit_code: int | None, tail: str) -> None:
+        super().__init__(tail)
+        self.exit_code = exit_code
+        self.tail = tail
+
+
+def _describe_exit(code: int) -> str:
+    if code < 0:
+        sig = signal.Signals(-code).name
+        hint = " (out of memory? the kernel's OOM killer sends SIGKILL)" if sig == "SIGKILL" else ""
+        return f"killed by {sig}{hint}"
+    return f"exited with code {code}"
+
+
+def run_child(
+    job: LoadJob, env_extra: dict[str, str], timeout_s: float | None, relay: bool = True
+) -> dict:
+    """Run one job in a fresh interpreter; return its result document."""
+    with tempfile.TemporaryDirectory(prefix="llmprof-job-") as tmp:
+        job_path, out_path = Path(tmp, "job.json"), Path(tmp, "out.json")
+        env = {
+            **os.environ,
+            **env_extra,
+            "PYTHONUNBUFFERED": "1",
+            "TRANSFORMERS_VERBOSITY": "error",
+            "TOKENIZERS_PARALLELISM": "false",
+        }
+        spawn_ns = time.monotonic_ns()
+        job = dataclasses.replace(job, spawn_ns=spawn_ns)
+        job_path.write_text(json.dumps(job.to_dict()))
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "profiler.run.child", str(job_path), str(out_path)],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            env=env,
+            start_new_session=True,
+        )
+        tail: collections.deque[str] = collections.deque(maxlen=20)
+
+        def pump() -> None:
+            assert proc.stderr is not None
+            for raw in iter(proc.stderr.readline, b""):
+                line = raw.decode(errors="replace")
+                tail.append(line.rstrip("\n").split("\r")[-1])
+                # libkineto announces every torch.profiler session on stderr ("USDT:
+                # ... profiler_start"): noise, not a message for the user.
+                if relay and not line.startswith(("llmprof: ", "USDT:")):
+                    sys.stderr.write(line)
+                    sys.stderr.flush()
+
+        t = threading.Thread(target=pump, daemon=True)
+        t.start()
+        try:
+            code = proc.wait(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+            t.join(timeout=5)
+            raise ChildFailed(
+                None, f"timed out after {timeout_s:g} s and was killed\n" + "\n".join(tail)
+            ) from None
+        t.join(timeout=5)
+        if code == 2:
+            msg = next((x for x in reversed(tail) if x.startswith("llmprof: ")), None)
+            raise UserError(msg[len("llmprof: ") :] if msg else "child reported bad input")
+        if code != 0 or not out_path.is_file():
+            raise ChildFailed(code, _describe_exit(code) + "\n" + "\n".join(tail))
+        return json.loads(out_path.read_text())
+
+
+def run_in_process(job: LoadJob) -> dict:
+    from profiler.run.child import run_job
+
+    try:
+        return run_job(job, in_process=True)
+    except UserError:
+        raise
+    except Exception as e:  # one repetition failed; the others still count
+        raise ChildFailed(1, f"{type(e).__name__}: {e}") from e
