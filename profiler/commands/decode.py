@@ -4,7 +4,13 @@ from __future__ import annotations
 
 import argparse
 
-from profiler.commands.load import add_decode_arguments, add_run_arguments, execute
+from profiler.commands._shared import (
+    add_decode_arguments,
+    add_run_arguments,
+    build_request,
+    log,
+    show,
+)
 
 HELP = "profile generate(): TTFT, every token's latency, tokens/s, memory-bandwidth use"
 
@@ -16,4 +22,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    return execute(args, native=False, decode=True)
+    from profiler.run.session import profile_session
+
+    req = build_request(args, native=False, decode=True)
+    return show(args, profile_session(req, getattr(args, "ceilings", "auto"), log))

@@ -32,6 +32,7 @@ from profiler.records.io import write_atomic  # noqa: E402
 from profiler.records.job import LoadJob  # noqa: E402
 from profiler.records.run import RunRecord  # noqa: E402
 from profiler.records.stage import StageRecord  # noqa: E402
+from profiler.run.faults import inject_fault  # noqa: E402
 
 # Exit code of a child that hit bad input: the parent reports it as a user error
 # (one line, for the whole command) rather than as one failed repetition.
@@ -56,26 +57,6 @@ def _check_device(device: str) -> None:
             f"--device {device} but only {torch.cuda.device_count()} GPU(s) "
             "are visible: pick an index below that"
         )
-
-
-def _inject_fault(repetition: int) -> None:
-    """Test-only switch: ``LLMPROF_INJECT_FAULT="kill@1"`` makes repetition 1 die by
-    SIGKILL (as the OOM killer does), ``raise@0`` raise, ``hang@0`` sleep forever.
-    tests/integration/test_runner.py uses it to prove one broken repetition does
-    not take the others down."""
-    spec = os.environ.get("LLMPROF_INJECT_FAULT", "")
-    for item in filter(None, spec.split(",")):
-        what, _, rep = item.partition("@")
-        if rep and int(rep) != repetition:
-            continue
-        if what == "kill":
-            import signal
-
-            os.kill(os.getpid(), signal.SIGKILL)
-        elif what == "raise":
-            raise RuntimeError("injected failure (LLMPROF_INJECT_FAULT)")
-        elif what == "hang":
-            time.sleep(3600)
 
 
 def run_job(
@@ -107,7 +88,7 @@ def run_job(
         if in_process and job.repetition > 0:
             st.note("modules already imported in this process")
     transformers.logging.set_verbosity_error()
-    _inject_fault(job.repetition)
+    inject_fault(job.repetition)
     transformers.logging.disable_progress_bar()
     _check_device(job.device)
 

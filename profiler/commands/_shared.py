@@ -1,0 +1,244 @@
+"""What ``load`` and ``decode`` share: their argument groups, turning arguments into a
+request, and showing a finished session. Private to the commands package; no
+command imports another."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import TYPE_CHECKING
+
+from profiler.errors import UserError
+from profiler.records.job import DecodeSpec
+
+if TYPE_CHECKING:
+    from profiler.run.request import ProfileRequest
+    from profiler.run.session import Session
+
+
+def add_run_arguments(p: argparse.ArgumentParser) -> None:
+    """What `load` and `decode` share: the model, how it is placed, how often, where to."""
+    p.add_argument(
+        "model",
+        help="hub id (distilgpt2, Qwen/Qwen2-0.5B-Instruct), local folder, "
+        "file.gguf, smollm2-135m (bundled) or synthetic:PRESET",
+    )
+    p.add_argument(
+        "--dtype",
+        default="auto",
+        help="float32 | float16 | bfloat16 | auto (config's dtype) [auto]",
+    )
+    p.add_argument("--device", default="cpu", help="cpu | cuda | cuda:N [cpu]")
+    p.add_argument(
+        "--repeat",
+        type=int,
+        default=1,
+        metavar="N",
+        help="repetitions per cache state, each in a fresh process [1]",
+    )
+    p.add_argument("--json", metavar="PATH", help="write all run records here (atomically)")
+    p.add_argument("--report", metavar="PATH", help="also write a markdown report here")
+    p.add_argument("--timeout", type=float, metavar="S", help="kill a repetition after S seconds")
+    p.add_argument(
+        "--in-process",
+        action="store_true",
+        help="run repetitions in this process (warm-process case) instead of fresh ones",
+    )
+
+
+def add_load_arguments(p: argparse.ArgumentParser) -> None:
+    add_run_arguments(p)
+    caches = p.add_argument_group("caches")
+    caches.add_argument(
+        "--cache",
+        metavar="STATES",
+        help="shorthand for --page and (hub models) --hub: cold, warm or cold,warm",
+    )
+    caches.add_argument(
+        "--page",
+        metavar="STATES",
+        help="OS page cache before each run: cold, warm, uncontrolled, or a list",
+    )
+    caches.add_argument(
+        "--hub",
+        choices=("cold", "warm", "user"),
+        help="hub cache: cold = fresh empty cache (real download), warm = "
+        "already downloaded, user = your cache as it is [user]",
+    )
+    how = p.add_argument_group("how the staged view loads")
+    how.add_argument(
+        "--read-threads",
+        type=int,
+        default=4,
+        metavar="N",
+        help="threads reading weight files [4, like transformers' loader pool]",
+    )
+    how.add_argument(
+        "--pinned",
+        action="store_true",
+        help="read weights into pinned host memory (faster host→device copy)",
+    )
+    how.add_argument(
+        "--no-native", action="store_true", help="skip the native from_pretrained view"
+    )
+    how.add_argument(
+        "--ceilings",
+        choices=("auto", "quick", "off"),
+        default="auto",
+        help="judge stages against this machine's measured limits: measured once "
+        "per machine and cached (auto), a smaller quick probe, or off [auto]",
+    )
+    how.add_argument(
+        "--variants",
+        action="store_true",
+        help="compare the usual ways of loading (and llmprof's fast path), ranked",
+    )
+    how.add_argument(
+        "--device-map",
+        action="store_true",
+        help="native view uses from_pretrained(device_map=DEVICE) instead of .to()",
+    )
+    src = p.add_argument_group("synthetic models")
+    src.add_argument(
+        "--format",
+        dest="fmt",
+        choices=("safetensors", "bin"),
+        default="safetensors",
+        help="checkpoint format a synthetic preset is saved in [safetensors]",
+    )
+    src.add_argument(
+        "--max-shard-size", metavar="SIZE", help="shard synthetic checkpoints (e.g. 2GB)"
+    )
+    add_decode_arguments(p)
+
+
+def add_decode_arguments(p: argparse.ArgumentParser, default_on: bool = True) -> None:
+    g = p.add_argument_group("decode")
+    if default_on:
+        g.add_argument("--no-decode", action="store_true", help="skip the decode phase")
+    g.add_argument(
+        "--new-tokens",
+        type=int,
+        default=64,
+        metavar="N",
+        help="tokens generated per call, forced (min = max) [64]",
+    )
+    g.add_argument("--prompt", help="prompt text [a fixed English sentence]")
+    g.add_argument("--prompt-tokens", type=int, metavar="N", help="use exactly N prompt tokens")
+    g.add_argument("--chat", action="store_true", help="wrap the prompt in the chat template")
+    g.add_argument("--batch", default="1", metavar="B[,B...]", help="batch sizes to sweep [1]")
+    g.add_argument("--temperature", type=float, default=0.0, help="0 = greedy [0]")
+    g.add_argument("--seed", type=int, default=0, help="sampling seed [0]")
+    g.add_argument(
+        "--warm-calls",
+        type=int,
+        default=3,
+        metavar="N",
+        help="measured generate() calls after the first one [3]",
+    )
+
+
+def parse_states(text: str | None, default: tuple[str, ...]) -> tuple[str, ...]:
+    if not text:
+        return default
+    states = tuple(s.strip() for s in text.split(",") if s.strip())
+    for s in states:
+        if s not in ("cold", "warm", "uncontrolled"):
+            raise UserError(f"unknown cache state {s!r}: use cold, warm (or uncontrolled)")
+    return states
+
+
+def parse_batches(text: str) -> tuple[int, ...]:
+    try:
+        values = tuple(int(x) for x in text.split(",") if x.strip())
+    except ValueError:
+        raise UserError(f"--batch {text!r}: give whole numbers such as 1,4,16") from None
+    if not values or any(v < 1 for v in values):
+        raise UserError(f"--batch {text!r}: batch sizes must be at least 1")
+    return values
+
+
+def decode_spec(args: argparse.Namespace, enabled: bool) -> DecodeSpec:
+    if args.new_tokens < 1:
+        raise UserError(f"--new-tokens {args.new_tokens}: generate at least 1 token")
+    if args.prompt_tokens is not None and args.prompt_tokens < 1:
+        raise UserError(f"--prompt-tokens {args.prompt_tokens}: use at least 1 prompt token")
+    if args.prompt is not None and args.prompt_tokens is not None:
+        raise UserError("give --prompt or --prompt-tokens, not both")
+    if args.temperature < 0:
+        raise UserError(f"--temperature {args.temperature}: must be 0 (greedy) or more")
+    if args.warm_calls < 1:
+        raise UserError("--warm-calls must be at least 1")
+    return DecodeSpec(
+        enabled=enabled,
+        batch_sizes=parse_batches(args.batch),
+        new_tokens=args.new_tokens,
+        prompt=args.prompt,
+        prompt_tokens=args.prompt_tokens,
+        chat=args.chat,
+        temperature=args.temperature,
+        seed=args.seed,
+        warm_calls=args.warm_calls,
+    )
+
+
+def build_request(args: argparse.Namespace, *, native: bool, decode: bool) -> ProfileRequest:
+    from profiler.load.common import DTYPES
+    from profiler.run.request import ProfileRequest
+
+    if args.dtype not in DTYPES:
+        raise UserError(f"unknown dtype {args.dtype!r}: use one of {', '.join(DTYPES)}")
+    if args.device != "cpu" and not args.device.startswith("cuda"):
+        raise UserError(f"unknown device {args.device!r}: use cpu, cuda or cuda:N")
+    page = parse_states(args.page or args.cache, ("uncontrolled",))
+    hub = args.hub
+    if hub is None and args.cache and "," not in args.cache:
+        hub = args.cache
+    return ProfileRequest(
+        spec=args.model,
+        dtype=args.dtype,
+        device=args.device,
+        repeat=args.repeat,
+        page_states=page,
+        hub_state=hub or "user",
+        in_process=args.in_process,
+        native=native,
+        native_device_map=getattr(args, "device_map", False),
+        decode=decode_spec(args, decode),
+        timeout_s=args.timeout,
+        read_threads=getattr(args, "read_threads", 4),
+        pinned=getattr(args, "pinned", False),
+        fmt=getattr(args, "fmt", "safetensors"),
+        max_shard_size=getattr(args, "max_shard_size", None),
+    )
+
+
+def log(msg: str) -> None:
+    print(f"llmprof: {msg}", file=sys.stderr, flush=True)
+
+
+def show(args: argparse.Namespace, session: Session, *, variants: bool = False) -> int:
+    """Save, print and report a finished session; the exit status of the command."""
+    from profiler.records.io import save_runs
+
+    runs = list(session.runs)
+    if args.json:
+        save_runs(args.json, runs)
+        log(f"wrote {len(runs)} run record(s) to {args.json}")
+    if variants:
+        from profiler.render.variants import render_variants
+
+        print(render_variants(runs))
+    else:
+        from profiler.render import get_renderer
+
+        print(get_renderer("console").render(runs))
+        if session.diagnosis:
+            print("\nDiagnosis")
+            print("\n".join(f"  - {line}" for line in session.diagnosis))
+    if getattr(args, "report", None):
+        from profiler.render.markdown import write_report
+
+        written = write_report(runs, args.report, title=f"llmprof: {args.model}", skipped=[])
+        log(f"wrote report {written[0]}")
+    return 0 if any(r.status == "ok" for r in runs) else 1

@@ -1,0 +1,70 @@
+"""A whole profiling session: every repetition, then the machine's ceilings, then the
+diagnosis. What ``llmprof load`` and ``llmprof decode`` ask for; commands only parse
+arguments into a :class:`~profiler.run.request.ProfileRequest` and show the result.
+
+Ceilings are looked up (or measured once) in this process after every child has
+finished, so measuring them can never disturb a measured repetition.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from profiler.records.run import RunRecord
+from profiler.run.request import ProfileRequest
+
+
+@dataclass(frozen=True)
+class Session:
+    """The runs of one command and the diagnosis lines built from them."""
+
+    runs: tuple[RunRecord, ...]
+    diagnosis: tuple[str, ...] = ()
+
+
+def profile_session(
+    req: ProfileRequest, ceilings: str, log: Callable[[str], None], *, variants: bool = False
+) -> Session:
+    """Run the request (its repetitions, or the ways of loading when ``variants``),
+    then judge the runs against this machine's ceilings (``auto``/``quick``/``off``)."""
+    if variants:
+        from profiler.run.variants import profile_variants
+
+        runs = profile_variants(req, log)
+    else:
+        from profiler.run.repetitions import profile
+
+        runs = profile(req, log)
+    return judge(runs, ceilings, req.device, log)
+
+
+def judge(runs: Sequence[RunRecord], mode: str, device: str, log: Callable[[str], None]) -> Session:
+    """Attach this machine's ceilings (measured once, cached) to every run and diagnose
+    each cache state's group of runs."""
+    ok = [r for r in runs if r.status == "ok"]
+    if mode == "off" or not ok:
+        return Session(tuple(runs))
+    from profiler.analysis.diagnosis import diagnose
+    from profiler.machine.bounds import attach_ceilings
+    from profiler.machine.cache import lookup
+
+    # The filesystem the weights were read from. A hub-cold run's temporary cache is
+    # gone by now: its nearest surviving parent is on the same filesystem.
+    folder = Path(ok[0].model.path)
+    while not folder.is_dir() and folder != folder.parent:
+        folder = folder.parent
+    found = lookup(
+        folder, quick=mode == "quick", device=device, progress=lambda m: log(f"ceilings: {m}")
+    )
+    if not found.from_cache:
+        log(f"measured this machine's ceilings once; cached in {found.path}")
+    judged = [attach_ceilings(r, found.ceilings) if r.status == "ok" else r for r in runs]
+    lines: list[str] = []
+    labels = list(dict.fromkeys(r.cache.label for r in judged if r.status == "ok"))
+    for label in labels:
+        group = [r for r in judged if r.status == "ok" and r.cache.label == label]
+        prefix = f"[{label}] " if len(labels) > 1 else ""
+        lines.extend(prefix + line for line in diagnose(group, found.ceilings))
+    return Session(tuple(judged), tuple(lines))
