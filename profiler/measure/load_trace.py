@@ -121,7 +121,7 @@ class LoadTracer:
         ``model.to(device)``), naming tensors by the model's parameter names."""
         from profiler.measure.hooks import patch_tensor_to
 
-        names = {}
+        names: dict[int, str] = {}
         try:
             for n, p in model.named_parameters(remove_duplicate=False):
                 names.setdefault(p.data_ptr(), n)
