@@ -235,6 +235,20 @@ class _TimedTokenizerClass:
         return getattr(self._real, name)
 
 
+def _hook_tokenizer_files(tr: LoadTracer) -> Restore:
+    from transformers.tokenization_utils_tokenizers import TokenizersBackend
+
+    descriptor = vars(TokenizersBackend)["convert_to_native_format"]
+    original = descriptor.__func__
+
+    @functools.wraps(original)
+    def wrapper(cls: Any, *args: Any, **kwargs: Any) -> Any:
+        with tr.span("tokenizer", f"read tokenizer files ({cls.__name__})"):
+            return original(cls, *args, **kwargs)
+
+    return _swap(TokenizersBackend, "convert_to_native_format", classmethod(wrapper))
+
+
 def _hook_tokenizer(tr: LoadTracer) -> Restore:
     from transformers import tokenization_utils_tokenizers as tut
 
@@ -286,6 +300,7 @@ HOOK_POINTS: tuple[tuple[str, Callable[[LoadTracer], Restore]], ...] = (
     ("PreTrainedModel._finalize_model_loading", _hook_finalize),
     ("PreTrainedModel.tie_weights", _hook_tie),
     ("PreTrainedConfig.get_config_dict", _hook_config),
+    ("TokenizersBackend.convert_to_native_format", _hook_tokenizer_files),
     ("tokenization_utils_tokenizers.TokenizerFast", _hook_tokenizer),
 )
 

@@ -20,8 +20,12 @@ transformers runs it:
 - ``PreTrainedModel._finalize_model_loading`` and ``tie_weights``;
 - ``modeling_utils.caching_allocator_warmup``;
 - ``PreTrainedConfig.get_config_dict``: reading config.json;
-- ``tokenization_utils_tokenizers.TokenizerFast.from_file``: the Rust tokenizer
-  parse, apart from the Python wrapper's own set-up;
+- ``TokenizersBackend.convert_to_native_format``: reading and parsing the tokenizer
+  files (tokenizer.json through json or the Rust parser), apart from the Python
+  wrapper's own set-up; ``tokenization_utils_tokenizers.TokenizerFast.from_file`` /
+  ``from_str``: the Rust parse inside it, where the tokenizer class takes that path
+  (classes with their own ``__init__``, Qwen2's among them, rebuild the vocabulary
+  in Python instead, which then counts as the wrapper's set-up);
 - ``torch.Tensor.to`` while :meth:`LoadTracer.tensor_copies` is active (the user's
   ``model.to(device)`` after the load).
 
