@@ -1,25 +1,79 @@
-"""TODO: docstring."""
+"""Decode figures: the one definition of every number a decode is judged by.
+
+The console table, the diagnosis, ``llmprof compare``'s metrics and the markdown
+report all take their decode figures from :func:`decode_figures`; nothing else
+computes a step time, a tokens/s or an MBU. Pure functions: decode records in,
+numbers out. Only warm calls count: a process's first ``generate()`` pays one-time
+work (kernel loading, allocator growth) and is reported apart.
+
+Step time
+    For each warm call, its decode time over its decode steps,
+    ``(last token - first token) / (tokens - 1)``; the figure is the median of that
+    over the warm calls (spread: MAD). Prefill is left out: it is the TTFT. The
+    mean inside a call, because every stall in a call is time the user waits for
+    those tokens, and because step time x steps is then the call's decode time, so
+    tokens/s and MBU below are true rates of a call. The median across calls,
+    because on a shared machine another process can slow a whole call down, and one
+    such call must not move the figure. The per-token latencies (p50 ... max) are
+    another figure: percentiles of the single intervals (:attr:`DecodeFigures.interval`).
+Tokens/s
+    ``1 / step`` per sequence and ``batch / step`` for the batch: each step gives
+    every sequence of the batch one token.
+TTFT
+    Median over the warm calls of first token - call start (setup, prefill and the
+    first sampling).
+MBU (memory-bandwidth utilisation)
+    ``bytes per step / step / bandwidth``. Bytes per step: every weight once plus the
+    KV cache of every sequence at the mean context of the decode,
+    ``prompt + new_tokens / 2`` positions. Step ``i`` reads ``prompt + i + 1``
+    positions (``i = 0 .. new - 2``), whose mean is exactly that, so bytes per step x
+    steps is what the call's decode read in all. Bandwidth: the one measured in the
+    same run (``DecodeRecord.memory_bandwidth_gbps``; median over the records), since
+    it saw the same machine state, threads and torch build as the decode. The
+    machine's cached ceilings fill in only when the run measured none (records
+    whose ``bandwidth_source`` starts with :data:`CEILINGS_SOURCE_PREFIX`, or the
+    ``fallback`` argument).
+Prefill MFU
+    ``2 x params x prompt tokens x batch / TTFT`` over the matmul rate: the weight
+    matmuls only (attention's own FLOPs are left out, so this slightly understates),
+    and TTFT includes setup and one sampling step.
+Hook overhead
+    Median wall time of the hooked calls against the plain (unhooked) calls of the
+    same run; see :func:`hook_overhead` for when a difference is called noise.
+"""
 
 from __future__ import annotations
 
-import math
-import statistics
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from profiler.analysis.stats import median, percentile
+from profiler.analysis.stats import Summary, median, summarize
 from profiler.records.decode import DecodeCall, DecodeRecord
 
+# How a decode record's bandwidth says it came from the machine's ceilings, not
+# from the run (written by profiler.machine.bounds.attach_ceilings).
+CEILINGS_SOURCE_PREFIX = "ceilings:"
 
-def prefill_mfu(
-    num_params: int, prompt_tokens: int, batch: int, ttft_s: float, tflops: float
-) -> float:
-    """Model FLOPs utilisation of the prefill: ``2·params·tokens·batch / ttft`` over
-    the matmul rate. Counts only the weight matmuls (the usual 2 FLOPs per parameter
-    per token); attention's own FLOPs are left out, so this slightly understates."""
-    if ttft_s <= 0 or tflops <= 0:
-        raise ValueError("ttft and matmul rate must be positive")
-    return 2.0 * num_params * prompt_tokens * batch / ttft_s / (tflops * 1e12)
+# The hook's own time must stay under this fraction of decode time.
+HOOK_BUDGET_FRACTION = 0.02
+
+
+def ceilings_source(name: str) -> str:
+    """The ``bandwidth_source`` of a bandwidth taken from the ceiling ``name``."""
+    return f"{CEILINGS_SOURCE_PREFIX}{name}"
+
+
+def from_ceilings(source: str | None) -> bool:
+    """Whether a record's bandwidth came from the ceilings (not measured in its run)."""
+    return source is not None and source.startswith(CEILINGS_SOURCE_PREFIX)
+
+
+def call_step_s(call: DecodeCall) -> float | None:
+    """One call's decode time over its decode steps; None with fewer than 2 tokens."""
+    t = call.token_times_ns
+    if len(t) < 2 or t[-1] <= t[0]:
+        return None
+    return (t[-1] - t[0]) / 1e9 / (len(t) - 1)
 
 
 def decode_bytes_per_step(
@@ -32,135 +86,124 @@ def decode_bytes_per_step(
 
 
 def mbu(bytes_per_step: float, step_s: float, bandwidth_gbps: float) -> float:
-    """Memory bandwidth utilisation: bytes a step reads per second over the ceiling."""
+    """Memory bandwidth utilisation: bytes a step reads per second over the bandwidth."""
     if step_s <= 0 or bandwidth_gbps <= 0:
         raise ValueError("step time and bandwidth must be positive")
     return bytes_per_step / step_s / 1e9 / bandwidth_gbps
 
 
-def decode_step_s(record: DecodeRecord) -> float | None:
-    """Median token-to-token interval over the warm calls (median of each call's
-    median, so a long call does not outweigh a short one)."""
-    per_call = [median(c.intervals_s) for c in record.calls if len(c.token_times_ns) >= 2]
-    return median(per_call) if per_call else None
-
-
-def decode_mbu(record: DecodeRecord, bandwidth_gbps: float | None = None) -> float | None:
-    """MBU of one decode record, or None when a figure it needs was not measured.
-
-    The KV cache grows during the call, so the context is taken at its mean:
-    ``prompt_tokens + new_tokens / 2``.
-    """
-    bw = bandwidth_gbps if bandwidth_gbps is not None else record.memory_bandwidth_gbps
-    step = decode_step_s(record)
-    if not bw or not step or not record.weight_bytes:
-        return None
-    context = record.prompt_tokens + record.new_tokens / 2
-    nbytes = decode_bytes_per_step(
-        record.weight_bytes, record.kv_bytes_per_token, context, record.batch_size
-    )
-    return mbu(nbytes, step, bw)
-
-
-# The hook must cost less than this fraction of decode time (issue requirement).
-HOOK_BUDGET_FRACTION = 0.02
+def prefill_mfu(
+    num_params: int, prompt_tokens: int, batch: int, ttft_s: float, tflops: float
+) -> float:
+    """Model FLOPs utilisation of the prefill: ``2·params·tokens·batch / ttft`` over the
+    matmul rate (TFLOP/s). See the module docstring for what it leaves out."""
+    if ttft_s <= 0 or tflops <= 0:
+        raise ValueError("ttft and matmul rate must be positive")
+    return 2.0 * num_params * prompt_tokens * batch / ttft_s / (tflops * 1e12)
 
 
 @dataclass(frozen=True)
-class LatencyStats:
-    """Per-token decode latency in seconds over ``n`` intervals (within calls only)."""
+class DecodeFigures:
+    """The decode figures of one shape (batch, prompt, new tokens); see the module
+    docstring for each definition. None where an input was not measured."""
 
-    p50: float
-    p90: float
-    p99: float
-    max: float
-    mean: float
-    n: int
+    batch_size: int
+    prompt_tokens: int
+    new_tokens: int
+    n_calls: int  # warm calls pooled over the records
+    step: Summary | None  # seconds; one sample per warm call
+    tokens_per_s_seq: float | None
+    tokens_per_s_batch: float | None
+    ttft: Summary | None  # seconds; one sample per warm call
+    interval: Summary | None  # every token-to-token interval of the warm calls
+    bytes_per_step: float | None
+    kv_counted: bool  # bytes_per_step includes the KV cache
+    achieved_gbps: float | None  # bytes_per_step / step
+    bandwidth_gbps: float | None
+    bandwidth_source: str | None
+    mbu: float | None  # fraction of 1
+
+    @property
+    def bandwidth_from_run(self) -> bool:
+        """The bandwidth was measured in the same run (not taken from the ceilings)."""
+        return self.bandwidth_gbps is not None and not from_ceilings(self.bandwidth_source)
 
 
-def intervals(calls: Iterable[DecodeCall]) -> list[float]:
-    # Each call's own intervals, concatenated: the gap between the last token of one
-    # call and the first token of the next is never an interval.
-    out: list[float] = []
-    for c in calls:
-        out.extend(c.intervals_s)
-    return out
+def _summary(values: Iterable[float | None]) -> Summary | None:
+    xs = [v for v in values if v is not None]
+    return summarize(xs) if xs else None
 
 
-def token_latency_stats(calls: Sequence[DecodeCall]) -> LatencyStats:
-    """Percentiles of all per-token intervals of ``calls``; raises ValueError if none."""
-    xs = intervals(calls)
-    if not xs:
-        raise ValueError("no per-token intervals: each call needs at least 2 tokens")
-    return LatencyStats(
-        p50=percentile(xs, 50),
-        p90=percentile(xs, 90),
-        p99=percentile(xs, 99),
-        max=max(xs),
-        mean=sum(xs) / len(xs),
-        n=len(xs),
+def _median_int(values: Iterable[int | None]) -> int | None:
+    xs = [v for v in values if v is not None]
+    return int(round(median(xs))) if xs else None
+
+
+def _bandwidth(
+    records: Sequence[DecodeRecord], fallback: tuple[float, str] | None
+) -> tuple[float | None, str | None]:
+    """The bandwidth MBU is taken against, and where it came from (module docstring)."""
+    measured = [d for d in records if d.memory_bandwidth_gbps]
+    chosen = [d for d in measured if not from_ceilings(d.bandwidth_source)] or measured
+    if chosen:
+        return median([d.memory_bandwidth_gbps or 0.0 for d in chosen]), chosen[0].bandwidth_source
+    if fallback is not None:
+        return fallback
+    return None, None
+
+
+def decode_figures(
+    records: Sequence[DecodeRecord], fallback: tuple[float, str] | None = None
+) -> DecodeFigures:
+    """Step time, tokens/s, TTFT and MBU of decode records of one shape, their warm
+    calls pooled (one record per repetition).
+
+    ``fallback`` is ``(GB/s, source)`` of a bandwidth to use only when no record
+    carries one (the machine's ceilings; build the source with :func:`ceilings_source`).
+    Raises ValueError for no records or records of different shapes.
+    """
+    if not records:
+        raise ValueError("no decode records")
+    first = records[0]
+    shape = (first.batch_size, first.prompt_tokens, first.new_tokens)
+    if any((d.batch_size, d.prompt_tokens, d.new_tokens) != shape for d in records):
+        raise ValueError("decode records of different shapes: group them by shape first")
+    calls = [c for d in records for c in d.calls]
+    step = _summary([call_step_s(c) for c in calls])
+    step_s = step.median if step is not None and step.median > 0 else None
+    weight_bytes = _median_int(d.weight_bytes for d in records)
+    kv = _median_int(d.kv_bytes_per_token for d in records)
+    per_step = None
+    if weight_bytes:
+        context = first.prompt_tokens + first.new_tokens / 2
+        per_step = decode_bytes_per_step(weight_bytes, kv, context, first.batch_size)
+    bandwidth, source = _bandwidth(records, fallback)
+    achieved = per_step / step_s / 1e9 if per_step and step_s else None
+    return DecodeFigures(
+        batch_size=first.batch_size,
+        prompt_tokens=first.prompt_tokens,
+        new_tokens=first.new_tokens,
+        n_calls=len(calls),
+        step=step,
+        tokens_per_s_seq=1.0 / step_s if step_s else None,
+        tokens_per_s_batch=first.batch_size / step_s if step_s else None,
+        ttft=_summary([c.ttft_s for c in calls if c.token_times_ns]),
+        interval=_summary([x for c in calls for x in c.intervals_s]),
+        bytes_per_step=per_step,
+        kv_counted=per_step is not None and bool(kv),
+        achieved_gbps=achieved,
+        bandwidth_gbps=bandwidth,
+        bandwidth_source=source,
+        mbu=mbu(per_step, step_s, bandwidth) if per_step and step_s and bandwidth else None,
     )
 
 
-def latency_by_position(calls: Sequence[DecodeCall]) -> tuple[float, ...]:
-    """Median over ``calls`` of interval ``i`` for each ``i`` (per-token latency curve).
-
-    Interval ``i`` is the step that reads ``prompt + i + 1`` cache positions. Calls of
-    different lengths are cut to the shortest.
-    """
-    per_call = [c.intervals_s for c in calls]
-    if not per_call:
-        return ()
-    n = min(len(x) for x in per_call)
-    return tuple(statistics.median(x[i] for x in per_call) for i in range(n))
-
-
-def tokens_per_s(record: DecodeRecord, *, include_prefill: bool = False) -> tuple[float, float]:
-    """``(per_sequence, batch)`` tokens per second over the record's warm calls.
-
-    Default, "decode tokens/s": prefill excluded; the ``new_tokens - 1`` intervals of
-    each call over their summed time (tokens produced by decode steps only).
-    ``include_prefill=True``, "end-to-end tokens/s": all new tokens of each call over
-    the wall time of its ``generate()`` (setup, prefill, TTFT and tail included).
-    Calls are pooled (total tokens / total time). The batch rate is
-    ``per_sequence x batch_size``: every sequence gets one token per step.
-    """
-    calls = record.calls
-    if not calls:
-        raise ValueError("record has no timed calls")
-    if include_prefill:
-        tokens = sum(len(c.token_times_ns) for c in calls)
-        seconds = sum(c.wall_s for c in calls)
-    else:
-        xs = intervals(calls)
-        tokens, seconds = len(xs), sum(xs)
-    if tokens == 0 or seconds <= 0:
-        raise ValueError("no decode time to divide by")
-    per_seq = tokens / seconds
-    return per_seq, per_seq * record.batch_size
-
-
-def mbu_per_token(record: DecodeRecord, call: DecodeCall) -> list[float]:
-    """Memory-bandwidth utilisation of each decode step of ``call`` (fraction of 1).
-
-    Step ``i`` (interval ``i``) must read ``weight_bytes + kv_bytes_per_token x batch x
-    (prompt_tokens + i + 1)`` bytes; MBU is that over the interval, over the measured
-    device bandwidth. Activations and the one new KV position written are not counted.
-    Returns [] when the record lacks weight bytes, KV bytes or bandwidth.
-    """
-    if (
-        record.weight_bytes is None
-        or record.kv_bytes_per_token is None
-        or not record.memory_bandwidth_gbps
-    ):
-        return []
-    bw = record.memory_bandwidth_gbps * 1e9
-    out = []
-    for i, dt in enumerate(call.intervals_s):
-        position = record.prompt_tokens + i + 1
-        need = record.weight_bytes + record.kv_bytes_per_token * record.batch_size * position
-        out.append(need / dt / bw if dt > 0 else math.inf)
-    return out
+def group_by_shape(records: Iterable[DecodeRecord]) -> list[list[DecodeRecord]]:
+    """Records grouped by (batch, prompt tokens, new tokens), in that order."""
+    shapes: dict[tuple[int, int, int], list[DecodeRecord]] = {}
+    for d in records:
+        shapes.setdefault((d.batch_size, d.prompt_tokens, d.new_tokens), []).append(d)
+    return [shapes[k] for k in sorted(shapes)]
 
 
 def consistency(call: DecodeCall) -> float:
@@ -174,15 +217,55 @@ def consistency(call: DecodeCall) -> float:
     return abs(call.ttft_s + sum(call.intervals_s) - call.wall_s) / call.wall_s
 
 
-def hook_overhead(record: DecodeRecord) -> float | None:
-    """``(median hooked wall - median plain wall) / median plain wall``; None if unmeasured.
+@dataclass(frozen=True)
+class HookOverhead:
+    """Hooked against plain ``generate()`` wall times of the same run.
 
-    Negative values mean the difference is below the run-to-run noise.
+    ``within_noise`` is None when a kind has fewer than 2 calls: no spread to judge by.
     """
-    if not record.calls or not record.plain_calls_s:
+
+    fraction: float  # (median hooked - median plain) / median plain
+    hooked_median_s: float
+    plain_median_s: float
+    hooked_range_s: tuple[float, float]
+    plain_range_s: tuple[float, float]
+    n_hooked: int
+    n_plain: int
+    within_noise: bool | None
+
+
+def hook_overhead(plain_s: Sequence[float], hooked_s: Sequence[float]) -> HookOverhead | None:
+    """Compare plain and hooked wall times; None when either is missing.
+
+    Rule: the difference is within noise when the median of either kind lies inside
+    the range (fastest to slowest call) of the other kind, i.e. some call of one kind
+    took as long as the other kind's typical call. Otherwise most calls of one kind
+    were slower than every call of the other, and the difference is reported as such.
+    """
+    if not plain_s or not hooked_s:
         return None
-    plain = statistics.median(record.plain_calls_s)
+    plain, hooked = median(plain_s), median(hooked_s)
     if plain <= 0:
         return None
-    hooked = statistics.median(c.wall_s for c in record.calls)
-    return (hooked - plain) / plain
+    p_lo, p_hi = min(plain_s), max(plain_s)
+    h_lo, h_hi = min(hooked_s), max(hooked_s)
+    within = None
+    if len(plain_s) >= 2 and len(hooked_s) >= 2:
+        within = p_lo <= hooked <= p_hi or h_lo <= plain <= h_hi
+    return HookOverhead(
+        fraction=(hooked - plain) / plain,
+        hooked_median_s=hooked,
+        plain_median_s=plain,
+        hooked_range_s=(h_lo, h_hi),
+        plain_range_s=(p_lo, p_hi),
+        n_hooked=len(hooked_s),
+        n_plain=len(plain_s),
+        within_noise=within,
+    )
+
+
+def record_hook_overhead(records: Sequence[DecodeRecord]) -> HookOverhead | None:
+    """:func:`hook_overhead` of the plain and hooked warm calls of ``records``."""
+    plain = [x for d in records for x in d.plain_calls_s]
+    hooked = [c.wall_s for d in records for c in d.calls]
+    return hook_overhead(plain, hooked)

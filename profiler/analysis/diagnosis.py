@@ -12,7 +12,14 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from profiler.analysis.decode_metrics import decode_bytes_per_step, decode_step_s, prefill_mfu
+from profiler.analysis.decode_metrics import (
+    CEILINGS_SOURCE_PREFIX,
+    DecodeFigures,
+    ceilings_source,
+    decode_figures,
+    group_by_shape,
+    prefill_mfu,
+)
 from profiler.analysis.stats import median
 from profiler.machine.bounds import (
     DESCRIPTIONS,
@@ -26,7 +33,6 @@ from profiler.machine.bounds import (
     stage_pinned,
 )
 from profiler.records.ceilings import Ceilings
-from profiler.records.decode import DecodeRecord
 from profiler.records.run import RunRecord
 
 BOUND = 0.7  # at or above this fraction of its ceiling a stage is called bound by it
@@ -310,85 +316,93 @@ def diagnose_stages(
     return lines
 
 
+def _sig3(x: float) -> str:
+    """About three significant digits, as the tables print them."""
+    a = abs(x)
+    return f"{x:,.{0 if a >= 100 else 1 if a >= 10 else 2 if a >= 1 else 3}f}"
+
+
+def _bytes(n: float) -> str:
+    return f"{n / 1e9:.2f} GB" if n >= 1e9 else f"{_sig3(n / 1e6)} MB"
+
+
+def _bandwidth_text(f: DecodeFigures) -> str:
+    """Which bandwidth an MBU is against, as the rule of decode_metrics picks it."""
+    bw = _rate(f.bandwidth_gbps or 0.0)
+    if f.bandwidth_from_run:
+        return f"the memory bandwidth measured in the same run ({bw} GB/s)"
+    name = (f.bandwidth_source or "")[len(CEILINGS_SOURCE_PREFIX) :]
+    return f"{DESCRIPTIONS.get(name, name)} ({bw} GB/s, from the ceilings: the run measured none)"
+
+
+def decode_line(f: DecodeFigures, device: str) -> str | None:
+    """One sentence on decode at one shape: step time, tokens/s, MBU and what bounds it."""
+    if f.step is None or f.tokens_per_s_seq is None or f.tokens_per_s_batch is None:
+        return None
+    step = f.step.median
+    text = (
+        f"decode (batch {f.batch_size}): {_sig3(step * 1e3)} ms per step (median over "
+        f"{f.step.n} warm calls), {_sig3(f.tokens_per_s_seq)} tokens/s per sequence"
+    )
+    if f.batch_size > 1:
+        text += f", {_sig3(f.tokens_per_s_batch)} for the batch"
+    if f.bytes_per_step is None or f.achieved_gbps is None:
+        return text + "; bytes read per step not measured, so no bandwidth comparison"
+    if f.mbu is None or not f.bandwidth_gbps:
+        what = "device_memory" if device.startswith("cuda") else "host_memcpy"
+        return text + f"; no memory bandwidth measured in the run and no ceiling for {what}"
+    what = "" if f.kv_counted else " (weights only; KV-cache bytes not measured)"
+    text += (
+        f"; reads {_bytes(f.bytes_per_step)} per step{what} = {_rate(f.achieved_gbps)} "
+        f"GB/s: MBU {f.mbu:.1%} of {_bandwidth_text(f)}"
+    )
+    if f.mbu > OVER:
+        return text + ": above the measured bandwidth, so the byte count or the bandwidth is off"
+    if f.mbu >= BOUND:
+        return (
+            text + ": decode is memory-bound; a larger batch or fewer bytes per weight is the lever"
+        )
+    floor = f.bytes_per_step / (f.bandwidth_gbps * 1e9)
+    return text + (
+        f": reading those bytes takes {_sig3(floor * 1e3)} ms, so memory bandwidth is not "
+        "what limits a step"
+    )
+
+
 def _decode_lines(
     runs: Sequence[RunRecord], ceilings: Ceilings | None, num_params: int | None
 ) -> list[str]:
-    by_batch: dict[int, list[DecodeRecord]] = {}
-    for r in runs:
-        for d in r.decode:
-            by_batch.setdefault(d.batch_size, []).append(d)
     device = runs[0].device
-    dtype = runs[0].dtype_resolved
+    fallback = None
+    if ceilings is not None:
+        c = decode_bandwidth_ceiling(ceilings, device)
+        if c is not None and c.value:
+            fallback = (c.value, ceilings_source(c.name))
     lines = []
-    for batch in sorted(by_batch):
-        recs = by_batch[batch]
-        step = _med([decode_step_s(d) for d in recs])
-        if step is None or step <= 0:
+    for recs in group_by_shape(d for r in runs for d in r.decode):
+        f = decode_figures(recs, fallback)
+        line = decode_line(f, device)
+        if line is None:
             continue
-        text = f"decode (batch {batch}): {step * 1e3:.1f} ms per step ({batch / step:.0f} tokens/s)"
-        weight_bytes = _med([d.weight_bytes for d in recs])
-        bw_name = "device_memory" if device.startswith("cuda") else "host_memcpy"
-        bw: float | None = None
-        if ceilings is not None:
-            c = decode_bandwidth_ceiling(ceilings, device)
-            bw = c.value if c is not None else None
-        if bw is None:
-            bw = _med([d.memory_bandwidth_gbps for d in recs])
-        if not weight_bytes:
-            text += "; bytes read per step not measured, so no bandwidth comparison"
-        elif not bw:
-            text += f"; no ceiling measured for {bw_name}"
-        else:
-            kv = _med([d.kv_bytes_per_token for d in recs])
-            context = recs[0].prompt_tokens + recs[0].new_tokens / 2
-            per_step = decode_bytes_per_step(
-                int(weight_bytes), None if kv is None else int(kv), context, batch
-            )
-            achieved = per_step / step / 1e9
-            u = achieved / bw
-            what = " (weights only; KV-cache bytes not measured)" if kv is None else ""
-            text += (
-                f"; reads {per_step / 1e9:.2f} GB per step{what} = {_rate(achieved)} GB/s, "
-                f"{_pct(u)} of {DESCRIPTIONS[bw_name]} ({_rate(bw)} GB/s)"
-            )
-            if u > OVER:
-                text += ": above the measured bandwidth, so the byte count or the ceiling is off"
-            elif u >= BOUND:
-                text += (
-                    ": decode is memory-bound; a larger batch or fewer bytes per weight is "
-                    "the lever"
-                )
-            else:
-                floor = per_step / (bw * 1e9)
-                text += (
-                    f": reading those bytes takes {floor * 1e3:.1f} ms, so memory bandwidth "
-                    "is not what limits a step"
-                )
-        lines.append(text)
-        prefill = _prefill_line(recs, batch, ceilings, num_params, device, dtype)
+        lines.append(line)
+        prefill = _prefill_line(f, ceilings, num_params, device, runs[0].dtype_resolved)
         if prefill:
             lines.append(prefill)
     return lines
 
 
 def _prefill_line(
-    recs: Sequence[DecodeRecord],
-    batch: int,
-    ceilings: Ceilings | None,
-    num_params: int | None,
-    device: str,
-    dtype: str,
+    f: DecodeFigures, ceilings: Ceilings | None, num_params: int | None, device: str, dtype: str
 ) -> str | None:
-    ttft = _med([_med([c.ttft_s for c in d.calls if c.token_times_ns]) for d in recs])
-    if not ttft or not num_params or ceilings is None:
+    if f.ttft is None or f.ttft.median <= 0 or not num_params or ceilings is None:
         return None
     c = matmul_ceiling(ceilings, device)
     if c is None or not c.value:
         return None
-    prompt = recs[0].prompt_tokens
-    mfu = prefill_mfu(num_params, prompt, batch, ttft, c.value)
+    ttft = f.ttft.median
+    mfu = prefill_mfu(num_params, f.prompt_tokens, f.batch_size, ttft, c.value)
     text = (
-        f"prefill (batch {batch}, {prompt} prompt tokens): first token after "
+        f"prefill (batch {f.batch_size}, {f.prompt_tokens} prompt tokens): first token after "
         f"{ttft * 1e3:.1f} ms = {_pct(mfu)} of {DESCRIPTIONS[c.name]} ({_rate(c.value)} "
         "TFLOP/s); that time includes one decode step"
     )

@@ -21,7 +21,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from profiler.analysis.stats import median, percentile
+from profiler.analysis.decode_metrics import DecodeFigures, decode_figures
 from profiler.errors import UserError
 from profiler.records.run import RunRecord
 from profiler.records.stage import STAGE_ORDER
@@ -44,6 +44,9 @@ UNIT_BYTES = "bytes"
 
 
 UNIT_TOKENS_PER_S = "tokens/s"
+
+
+UNIT_PERCENT = "%"
 
 
 @dataclass(frozen=True)
@@ -118,18 +121,19 @@ def metrics_from_runs(runs: Sequence[RunRecord]) -> dict[str, MetricSamples]:
     - ``load.native_total_s``: plain ``from_pretrained`` total (when measured);
     - ``load.peak_rss_bytes``: max of the stages' ``memory.peak_rss_bytes``;
     - ``load.peak_gpu_bytes``: max of the stages' ``torch_peak_allocated_bytes``;
-    - per decode record at batch size B (warm calls only; the first call of the
-      process is a cold start and is not a steady-state figure):
+    - per decode record at batch size B, warm calls only (the first call of the
+      process is a cold start and is not a steady-state figure), each figure as
+      :func:`profiler.analysis.decode_metrics.decode_figures` defines it, so the
+      numbers are those of the decode table and the diagnosis:
 
-      - ``decode.bB.ttft_s``: median time to first token over the warm calls;
+      - ``decode.bB.ttft_s``: TTFT;
       - ``decode.bB.token_p50_s`` / ``token_p99_s``: percentiles of the
         token-to-token intervals of all warm calls together;
-      - ``decode.bB.tokens_per_s`` (higher is better): end-to-end throughput,
-        prefill included. For each warm call, ``batch_size * tokens generated``
-        (``len(token_times_ns)``, which is ``new_tokens`` unless generation stopped
-        early) divided by the call's wall time; the sample is the median over the
-        calls. When every call generates the same count this equals
-        ``batch_size * new_tokens / median wall time``.
+      - ``decode.bB.step_s``: decode step time (median over calls of each call's
+        decode time per step);
+      - ``decode.bB.tokens_per_s_batch`` (higher is better): decode tokens/s of the
+        whole batch, ``batch / step`` (prefill excluded);
+      - ``decode.bB.mbu_pct`` (higher is better): memory-bandwidth utilisation in %.
 
     Times and memory are lower-is-better.
     """
@@ -157,21 +161,22 @@ def metrics_from_runs(runs: Sequence[RunRecord]) -> dict[str, MetricSamples]:
         if gpu:
             col.add(f"{p}/load.peak_gpu_bytes", UNIT_BYTES, "lower", max(gpu))
         for rec in run.decode:
-            calls = [c for c in rec.calls if c.token_times_ns]
-            if not calls:
-                continue
-            d = f"{p}/decode.b{rec.batch_size}"
-            col.add(f"{d}.ttft_s", UNIT_SECONDS, "lower", median([c.ttft_s for c in calls]))
-            intervals = [x for c in calls for x in c.intervals_s]
-            if intervals:
-                col.add(f"{d}.token_p50_s", UNIT_SECONDS, "lower", percentile(intervals, 50))
-                col.add(f"{d}.token_p99_s", UNIT_SECONDS, "lower", percentile(intervals, 99))
-            rates = [
-                rec.batch_size * len(c.token_times_ns) / c.wall_s for c in calls if c.wall_s > 0
-            ]
-            if rates:
-                col.add(f"{d}.tokens_per_s", UNIT_TOKENS_PER_S, "higher", median(rates))
+            _add_decode(col, f"{p}/decode.b{rec.batch_size}", decode_figures([rec]))
     return col.result()
+
+
+def _add_decode(col: _Collector, d: str, f: DecodeFigures) -> None:
+    if f.ttft is not None:
+        col.add(f"{d}.ttft_s", UNIT_SECONDS, "lower", f.ttft.median)
+    if f.interval is not None:
+        col.add(f"{d}.token_p50_s", UNIT_SECONDS, "lower", f.interval.median)
+        col.add(f"{d}.token_p99_s", UNIT_SECONDS, "lower", f.interval.p99)
+    if f.step is not None:
+        col.add(f"{d}.step_s", UNIT_SECONDS, "lower", f.step.median)
+    if f.tokens_per_s_batch is not None:
+        col.add(f"{d}.tokens_per_s_batch", UNIT_TOKENS_PER_S, "higher", f.tokens_per_s_batch)
+    if f.mbu is not None:
+        col.add(f"{d}.mbu_pct", UNIT_PERCENT, "higher", f.mbu * 100)
 
 
 def metrics_to_extra_info(metrics: Mapping[str, MetricSamples]) -> dict[str, Any]:

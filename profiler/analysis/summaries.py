@@ -6,6 +6,14 @@ from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
+from profiler.analysis.decode_metrics import (
+    DecodeFigures,
+    HookOverhead,
+    call_step_s,
+    decode_figures,
+    group_by_shape,
+    record_hook_overhead,
+)
 from profiler.analysis.grouping import GroupKey, RunGroup, group_runs
 from profiler.analysis.stats import Summary, median, summarize
 from profiler.records.decode import DecodeCall, DecodeRecord
@@ -60,35 +68,19 @@ class FailedRun:
 class DecodeSummary:
     """Decode at one (batch size, prompt length, new tokens) over a group's runs.
 
-    Warm calls of all repetitions are pooled. ``interval`` summarizes every
-    token-to-token interval (inside one call only), so its p50/p90/p99/max are
-    per-token latencies. ``tokens_per_s_seq`` is the decode rate of one sequence,
-    ``(tokens - 1) / (last token - first token)`` per call: prefill is excluded
-    because it is reported as TTFT. ``token_s`` is the mean interval per call.
-    MBU is the bytes one decode step must read (weights, plus the KV cache at the
-    mean context length when its size is known) over the median step time, as a
-    fraction of the device's memory bandwidth.
+    ``figures`` holds the step time, tokens/s, TTFT, per-token latencies and MBU
+    of the warm calls of all repetitions, as
+    :func:`profiler.analysis.decode_metrics.decode_figures` defines them.
+    ``first_step`` is the same step time over each process's first call.
     """
 
     batch_size: int
     prompt_tokens: int
     new_tokens: int
-    n_calls: int
-    ttft: Summary | None
-    interval: Summary | None
-    tokens_per_s_seq: Summary | None
-    tokens_per_s_batch: Summary | None
-    token_s: Summary | None
+    figures: DecodeFigures
     first_ttft: Summary | None
-    first_token_s: Summary | None
-    achieved_gbps: float | None
-    mbu: float | None
-    mbu_includes_kv: bool
-    memory_bandwidth_gbps: float | None
-    bandwidth_source: str | None
-    hook_overhead_fraction: float | None
-    plain_wall: Summary | None
-    hooked_wall: Summary | None
+    first_step: Summary | None
+    hook: HookOverhead | None
     first_by_position_s: tuple[float, ...]
     warm_by_position_s: tuple[float, ...]
     peak_gpu_allocated_bytes: int | None
@@ -96,6 +88,10 @@ class DecodeSummary:
     attention_backend: str | None
     text: str | None
     notes: tuple[str, ...]
+
+    @property
+    def n_calls(self) -> int:
+        return self.figures.n_calls
 
 
 @dataclass(frozen=True)
@@ -192,20 +188,6 @@ def summarize_stages(
     return tuple(out)
 
 
-def _decode_rate(call: DecodeCall) -> float | None:
-    t = call.token_times_ns
-    if len(t) < 2 or t[-1] <= t[0]:
-        return None
-    return (len(t) - 1) / ((t[-1] - t[0]) / 1e9)
-
-
-def _mean_interval(call: DecodeCall) -> float | None:
-    t = call.token_times_ns
-    if len(t) < 2:
-        return None
-    return (t[-1] - t[0]) / 1e9 / (len(t) - 1)
-
-
 def _by_position(calls: Sequence[DecodeCall]) -> tuple[float, ...]:
     """Median interval at each generated position, over the calls that reached it."""
     series = [c.intervals_s for c in calls]
@@ -218,52 +200,14 @@ def summarize_decode(records: Sequence[DecodeRecord]) -> DecodeSummary:
     first = records[0]
     calls = [c for d in records for c in d.calls]
     firsts = [d.first_call for d in records if d.first_call is not None]
-    rates = [_decode_rate(c) for c in calls]
-    token_s = _summary([_mean_interval(c) for c in calls])
-    batch = first.batch_size
-    rate_seq = _summary(rates)
-    rate_batch = _summary([r * batch if r is not None else None for r in rates])
-
-    weight_bytes = _median_int(d.weight_bytes for d in records)
-    kv = _median_int(d.kv_bytes_per_token for d in records)
-    bandwidth = next((d.memory_bandwidth_gbps for d in records if d.memory_bandwidth_gbps), None)
-    achieved = mbu = None
-    if weight_bytes and token_s is not None and token_s.median > 0:
-        step_bytes = float(weight_bytes)
-        if kv:
-            # KV read per step grows with the context; its mean over the decode is
-            # the context at the middle of generation.
-            step_bytes += kv * batch * (first.prompt_tokens + first.new_tokens / 2)
-        achieved = step_bytes / token_s.median / 1e9
-        if bandwidth:
-            mbu = achieved / bandwidth
-
-    plain = _summary([x for d in records for x in d.plain_calls_s])
-    hooked = _summary([c.wall_s for c in calls])
-    overhead = None
-    if plain is not None and hooked is not None and plain.median > 0:
-        overhead = hooked.median / plain.median - 1.0
-
     return DecodeSummary(
-        batch_size=batch,
+        batch_size=first.batch_size,
         prompt_tokens=first.prompt_tokens,
         new_tokens=first.new_tokens,
-        n_calls=len(calls),
-        ttft=_summary([c.ttft_s for c in calls if c.token_times_ns]),
-        interval=_summary([x for c in calls for x in c.intervals_s]),
-        tokens_per_s_seq=rate_seq,
-        tokens_per_s_batch=rate_batch,
-        token_s=token_s,
+        figures=decode_figures(records),
         first_ttft=_summary([c.ttft_s for c in firsts if c.token_times_ns]),
-        first_token_s=_summary([_mean_interval(c) for c in firsts]),
-        achieved_gbps=achieved,
-        mbu=mbu,
-        mbu_includes_kv=bool(kv),
-        memory_bandwidth_gbps=bandwidth,
-        bandwidth_source=next((d.bandwidth_source for d in records if d.bandwidth_source), None),
-        hook_overhead_fraction=overhead,
-        plain_wall=plain,
-        hooked_wall=hooked,
+        first_step=_summary([call_step_s(c) for c in firsts]),
+        hook=record_hook_overhead(records),
         first_by_position_s=_by_position(firsts),
         warm_by_position_s=_by_position(calls),
         peak_gpu_allocated_bytes=_median_int(d.peak_gpu_allocated_bytes for d in records),
@@ -299,11 +243,9 @@ def summarize_group(group: RunGroup) -> GroupSummary:
         else:
             attribution[name] = str(values[0])
 
-    shapes: dict[tuple[int, int, int], list[DecodeRecord]] = {}
-    for r in ok:
-        for d in r.decode:
-            shapes.setdefault((d.batch_size, d.prompt_tokens, d.new_tokens), []).append(d)
-    decode = tuple(summarize_decode(shapes[k]) for k in sorted(shapes))
+    decode = tuple(
+        summarize_decode(recs) for recs in group_by_shape(d for r in ok for d in r.decode)
+    )
 
     failed = tuple(
         FailedRun(r.run_id, r.repetition, r.status, r.exit_code, r.error, r.created_at)

@@ -82,13 +82,6 @@ def add_load_arguments(p: argparse.ArgumentParser) -> None:
         "--no-native", action="store_true", help="skip the native from_pretrained view"
     )
     how.add_argument(
-        "--ceilings",
-        choices=("auto", "quick", "off"),
-        default="auto",
-        help="judge stages against this machine's measured limits: measured once "
-        "per machine and cached (auto), a smaller quick probe, or off [auto]",
-    )
-    how.add_argument(
         "--variants",
         action="store_true",
         help="compare the usual ways of loading (and llmprof's fast path), ranked",
@@ -109,7 +102,21 @@ def add_load_arguments(p: argparse.ArgumentParser) -> None:
     src.add_argument(
         "--max-shard-size", metavar="SIZE", help="shard synthetic checkpoints (e.g. 2GB)"
     )
+    add_ceilings_arguments(p)
     add_decode_arguments(p)
+
+
+def add_ceilings_arguments(p: argparse.ArgumentParser) -> None:
+    """``--ceilings``: what `load` and `decode` judge their figures against."""
+    g = p.add_argument_group("ceilings")
+    g.add_argument(
+        "--ceilings",
+        choices=("auto", "quick", "off"),
+        default="auto",
+        help="judge the run against this machine's measured limits: measured once "
+        "per machine and cached (auto), a smaller quick probe, or off (no ceilings, "
+        "no diagnosis) [auto]",
+    )
 
 
 def add_decode_arguments(p: argparse.ArgumentParser, default_on: bool = True) -> None:
@@ -149,27 +156,18 @@ def parse_states(text: str | None, default: tuple[str, ...]) -> tuple[str, ...]:
 
 
 def parse_batches(text: str) -> tuple[int, ...]:
+    """``--batch 1,4,16`` as numbers; their values are checked with the rest of the spec."""
     try:
-        values = tuple(int(x) for x in text.split(",") if x.strip())
+        return tuple(int(x) for x in text.split(",") if x.strip())
     except ValueError:
         raise UserError(f"--batch {text!r}: give whole numbers such as 1,4,16") from None
-    if not values or any(v < 1 for v in values):
-        raise UserError(f"--batch {text!r}: batch sizes must be at least 1")
-    return values
 
 
 def decode_spec(args: argparse.Namespace, enabled: bool) -> DecodeSpec:
-    if args.new_tokens < 1:
-        raise UserError(f"--new-tokens {args.new_tokens}: generate at least 1 token")
-    if args.prompt_tokens is not None and args.prompt_tokens < 1:
-        raise UserError(f"--prompt-tokens {args.prompt_tokens}: use at least 1 prompt token")
-    if args.prompt is not None and args.prompt_tokens is not None:
-        raise UserError("give --prompt or --prompt-tokens, not both")
-    if args.temperature < 0:
-        raise UserError(f"--temperature {args.temperature}: must be 0 (greedy) or more")
-    if args.warm_calls < 1:
-        raise UserError("--warm-calls must be at least 1")
-    return DecodeSpec(
+    """The decode part of the request, checked before any child process starts."""
+    from profiler.decode.options import validate_decode_spec
+
+    spec = DecodeSpec(
         enabled=enabled,
         batch_sizes=parse_batches(args.batch),
         new_tokens=args.new_tokens,
@@ -180,6 +178,9 @@ def decode_spec(args: argparse.Namespace, enabled: bool) -> DecodeSpec:
         seed=args.seed,
         warm_calls=args.warm_calls,
     )
+    if enabled:
+        validate_decode_spec(spec)
+    return spec
 
 
 def build_request(args: argparse.Namespace, *, native: bool, decode: bool) -> ProfileRequest:

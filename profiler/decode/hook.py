@@ -1,4 +1,8 @@
-"""TODO: docstring."""
+"""The per-token hook: a ``generate()`` streamer that timestamps every new token.
+
+transformers is imported only when the first hook is made, so the CLI can import
+this module at no cost.
+"""
 
 from __future__ import annotations
 

@@ -1,4 +1,7 @@
-"""TODO: docstring."""
+"""What a model's config and parameters say about decode: context length, KV-cache
+bytes per position, weight bytes a step reads, the attention backend, and whether
+the model can generate at all. torch is imported inside the functions that need it.
+"""
 
 from __future__ import annotations
 

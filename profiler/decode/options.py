@@ -1,95 +1,81 @@
-"""TODO: docstring."""
+"""The rules a decode spec must follow, in one pure function (no torch).
+
+:func:`validate_decode_spec` is called twice on the same rules: by the commands
+before any child process starts, on everything the spec itself says, and by the
+decode loop once the prompt is tokenized, when the prompt length and the model's
+context are known. Messages name the command-line options; suite files use the
+same names with underscores.
+"""
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
-from typing import Any
 
-from profiler.decode.model_facts import context_length_of
 from profiler.errors import UserError
+from profiler.records.job import DecodeSpec
+
+# Fewer than 2 new tokens give no token-to-token interval: no step time, no tokens/s.
+MIN_NEW_TOKENS = 2
 
 
-@dataclass(frozen=True)
-class DecodeOptions:
-    """What to generate: batch sizes, prompt, length, sampling and repetitions.
+def _positive_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 1
 
-    ``prompt`` and ``prompt_tokens`` are exclusive; with neither, :data:`DEFAULT_PROMPT`
-    is used. ``temperature == 0`` means greedy decoding; above 0, sampling seeded with
-    ``torch.manual_seed(seed)`` before every call so all calls do the same work and a
-    rerun gives the same text. ``warm_calls`` timed calls with the hook (and as many
-    without it) follow one untimed first call at each batch size.
+
+def _check_batches(batch_sizes: tuple[int, ...]) -> None:
+    if not batch_sizes:
+        raise UserError("no batch size given: pass at least one batch size >= 1 (--batch)")
+    for b in batch_sizes:
+        if not _positive_int(b):
+            raise UserError(f"--batch {b!r}: batch sizes must be at least 1")
+    if len(set(batch_sizes)) != len(batch_sizes):
+        raise UserError(
+            f"--batch {','.join(map(str, batch_sizes))} repeats a size: give each size once"
+        )
+
+
+def _check_prompt(spec: DecodeSpec) -> None:
+    if spec.prompt is not None and spec.prompt_tokens is not None:
+        raise UserError("both --prompt and --prompt-tokens given: pass only one")
+    if spec.prompt_tokens is not None and not _positive_int(spec.prompt_tokens):
+        raise UserError(f"--prompt-tokens {spec.prompt_tokens!r}: use 1 or more prompt tokens")
+    if spec.chat and spec.prompt_tokens is not None:
+        raise UserError(
+            "--chat with --prompt-tokens: the chat template adds tokens, so pass a "
+            "prompt text with --chat, or drop --chat"
+        )
+    if spec.prompt is not None and not spec.prompt.strip():
+        raise UserError("--prompt is empty: pass some text or --prompt-tokens")
+
+
+def validate_decode_spec(
+    spec: DecodeSpec, *, context_length: int | None = None, prompt_length: int | None = None
+) -> None:
+    """Raise :class:`UserError` (one line) when ``spec`` cannot be run.
+
+    ``context_length`` (the model's maximum positions) and ``prompt_length`` (the
+    prompt's token count, defaulting to ``spec.prompt_tokens``) add the context
+    check; a text prompt's length is known only after tokenization.
     """
-
-    batch_sizes: tuple[int, ...] = (1,)
-    new_tokens: int = 64
-    prompt: str | None = None
-    prompt_tokens: int | None = None
-    chat: bool = False
-    temperature: float = 0.0
-    seed: int | None = 0
-    warm_calls: int = 3
-
-    @property
-    def do_sample(self) -> bool:
-        return self.temperature > 0
-
-    def validate(
-        self,
-        config: Any | None = None,
-        *,
-        context_length: int | None = None,
-        prompt_length: int | None = None,
-    ) -> None:
-        """Raise :class:`UserError` for options that cannot be run.
-
-        The context check needs the model's maximum positions (``context_length``, or
-        read from ``config``: ``max_position_embeddings`` / ``n_positions``) and the
-        prompt's token count (``prompt_length``, defaulting to ``prompt_tokens``). A
-        text prompt's length is known only after tokenization, so
-        :func:`profile_decode` checks again once it has tokenized the prompt.
-        """
-        if context_length is None and config is not None:
-            context_length = context_length_of(config)
-        if prompt_length is None:
-            prompt_length = self.prompt_tokens
-        if not self.batch_sizes:
-            raise UserError("no batch size given: pass at least one batch size >= 1")
-        for b in self.batch_sizes:
-            if isinstance(b, bool) or not isinstance(b, int) or b <= 0:
-                raise UserError(f"batch size {b!r} is not a positive integer: use 1 or more")
-        if len(set(self.batch_sizes)) != len(self.batch_sizes):
+    _check_batches(spec.batch_sizes)
+    if not _positive_int(spec.new_tokens) or spec.new_tokens < MIN_NEW_TOKENS:
+        raise UserError(
+            f"--new-tokens {spec.new_tokens!r} gives no per-token interval (the first "
+            f"token comes from the prefill): use {MIN_NEW_TOKENS} or more"
+        )
+    _check_prompt(spec)
+    temperature = spec.temperature
+    if not isinstance(temperature, int | float) or math.isnan(temperature) or temperature < 0:
+        raise UserError(f"--temperature {temperature!r}: use 0 (greedy) or more")
+    if not _positive_int(spec.warm_calls):
+        raise UserError(f"--warm-calls {spec.warm_calls!r}: use 1 or more")
+    if prompt_length is None:
+        prompt_length = spec.prompt_tokens
+    if context_length is not None and prompt_length is not None:
+        total = prompt_length + spec.new_tokens
+        if total > context_length:
             raise UserError(
-                f"batch sizes {list(self.batch_sizes)} repeat a value: give each size once"
+                f"prompt of {prompt_length} tokens + {spec.new_tokens} new tokens = {total} "
+                f"exceeds the model's context of {context_length} positions: shorten the "
+                "prompt or ask for fewer new tokens"
             )
-        if not isinstance(self.new_tokens, int) or self.new_tokens <= 0:
-            raise UserError(f"new tokens {self.new_tokens!r} must be >= 1: use 2 or more")
-        if self.new_tokens < 2:
-            raise UserError(
-                "new tokens 1 gives no per-token interval (only the first token): use 2 or more"
-            )
-        if self.prompt is not None and self.prompt_tokens is not None:
-            raise UserError("both a prompt text and a prompt token count given: pass only one")
-        if self.prompt_tokens is not None and (
-            not isinstance(self.prompt_tokens, int) or self.prompt_tokens < 1
-        ):
-            raise UserError(f"prompt tokens {self.prompt_tokens!r} must be >= 1: use 1 or more")
-        if self.chat and self.prompt_tokens is not None:
-            raise UserError(
-                "chat template with an exact prompt token count: the template adds tokens, "
-                "so pass a prompt text with --chat, or drop --chat"
-            )
-        if self.prompt is not None and not self.prompt.strip():
-            raise UserError("prompt text is empty: pass some text or a prompt token count")
-        if math.isnan(self.temperature) or self.temperature < 0:
-            raise UserError(f"temperature {self.temperature} must be >= 0 (0 = greedy)")
-        if not isinstance(self.warm_calls, int) or self.warm_calls < 1:
-            raise UserError(f"warm calls {self.warm_calls!r} must be >= 1: use 1 or more")
-        if context_length is not None and prompt_length is not None:
-            total = prompt_length + self.new_tokens
-            if total > context_length:
-                raise UserError(
-                    f"prompt of {prompt_length} tokens + {self.new_tokens} new tokens = {total} "
-                    f"exceeds the model's context of {context_length} positions: shorten the "
-                    "prompt or ask for fewer new tokens"
-                )

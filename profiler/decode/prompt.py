@@ -1,11 +1,11 @@
-"""TODO: docstring."""
+"""The prompt of a decode profile: token ids built the same way for every run."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from profiler.decode.options import DecodeOptions
 from profiler.errors import UserError
+from profiler.records.job import DecodeSpec
 
 DEFAULT_PROMPT = "Write a short story about a lighthouse keeper who finds a message in a bottle."
 
@@ -27,8 +27,8 @@ def _ids_of(tokenizer: Any, text: str, add_special_tokens: bool) -> list[int]:
     return [int(i) for i in ids]
 
 
-def prompt_ids(tokenizer: Any, options: DecodeOptions) -> list[int]:
-    """The prompt as token ids (one sequence), following ``options``.
+def prompt_ids(tokenizer: Any, spec: DecodeSpec) -> list[int]:
+    """The prompt as token ids (one sequence), following ``spec``.
 
     * ``prompt_tokens=N``: :data:`FIXED_TEXT` tokenized without special tokens,
       repeated and cut to exactly N ids, starting with BOS when the tokenizer adds
@@ -41,8 +41,8 @@ def prompt_ids(tokenizer: Any, options: DecodeOptions) -> list[int]:
     """
     if tokenizer is None:
         raise UserError("decode needs a tokenizer and none was loaded: load one with the model")
-    if options.prompt_tokens is not None:
-        n = options.prompt_tokens
+    if spec.prompt_tokens is not None:
+        n = spec.prompt_tokens
         body = _ids_of(tokenizer, FIXED_TEXT, add_special_tokens=False)
         if not body:
             raise UserError(
@@ -56,8 +56,8 @@ def prompt_ids(tokenizer: Any, options: DecodeOptions) -> list[int]:
                 prefix = [int(bos)]
         reps = -(-(n - len(prefix)) // len(body)) if n > len(prefix) else 0
         return (prefix + body * reps)[:n]
-    text = options.prompt if options.prompt is not None else DEFAULT_PROMPT
-    if options.chat:
+    text = spec.prompt if spec.prompt is not None else DEFAULT_PROMPT
+    if spec.chat:
         if not getattr(tokenizer, "chat_template", None):
             raise UserError("the tokenizer has no chat template: drop --chat or use a chat model")
         rendered = tokenizer.apply_chat_template(
@@ -71,7 +71,7 @@ def prompt_ids(tokenizer: Any, options: DecodeOptions) -> list[int]:
     return ids
 
 
-def build_inputs(tokenizer: Any, options: DecodeOptions, batch_size: int, device: str) -> dict:
+def build_inputs(tokenizer: Any, spec: DecodeSpec, batch_size: int, device: str) -> dict:
     """``input_ids`` and ``attention_mask`` of shape ``(batch_size, prompt)`` on ``device``.
 
     Every row is the same prompt, so no padding is needed and every sequence does the
@@ -79,6 +79,6 @@ def build_inputs(tokenizer: Any, options: DecodeOptions, batch_size: int, device
     """
     import torch
 
-    ids = prompt_ids(tokenizer, options)
+    ids = prompt_ids(tokenizer, spec)
     input_ids = torch.tensor([ids] * batch_size, dtype=torch.long, device=device)
     return {"input_ids": input_ids, "attention_mask": torch.ones_like(input_ids)}

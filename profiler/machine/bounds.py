@@ -6,6 +6,7 @@ from collections.abc import Sequence
 from dataclasses import replace
 from typing import Any
 
+from profiler.analysis.decode_metrics import ceilings_source
 from profiler.analysis.rates import dtype_size
 from profiler.machine.plan import READ_THREADS
 from profiler.records.ceilings import MATMUL, Ceiling, Ceilings
@@ -238,6 +239,8 @@ def attach_ceilings(run: RunRecord, ceilings: Ceilings) -> RunRecord:
     bw = decode_bandwidth_ceiling(ceilings, run.device)
     for d in run.decode:
         if d.memory_bandwidth_gbps is None and bw is not None:
-            d = replace(d, memory_bandwidth_gbps=bw.value, bandwidth_source=f"ceilings:{bw.name}")
+            d = replace(
+                d, memory_bandwidth_gbps=bw.value, bandwidth_source=ceilings_source(bw.name)
+            )
         decode.append(d)
     return replace(run, stages=tuple(stages), decode=tuple(decode))

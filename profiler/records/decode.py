@@ -1,4 +1,8 @@
-"""TODO: docstring."""
+"""Decode records: every ``generate()`` call's timestamps, kept raw.
+
+Figures (step time, tokens/s, MBU) are computed from these records by
+:mod:`profiler.analysis.decode_metrics`, never stored here.
+"""
 
 from __future__ import annotations
 

@@ -16,6 +16,16 @@ from profiler.records.run import CacheState, ModelInfo
 
 @dataclass(frozen=True)
 class DecodeSpec:
+    """What to generate: batch sizes, prompt, length, sampling and repetitions.
+
+    ``enabled`` switches the decode phase of a load on or off. ``prompt`` and
+    ``prompt_tokens`` are exclusive; with neither, a fixed English prompt is used.
+    ``temperature == 0`` means greedy decoding; above 0, sampling seeded with
+    ``seed`` before every call so all calls do the same work. ``warm_calls`` timed
+    calls with the hook (and as many without it) follow one first call at each batch
+    size. Data only: :func:`profiler.decode.options.validate_decode_spec` checks it.
+    """
+
     enabled: bool = True
     batch_sizes: tuple[int, ...] = (1,)
     new_tokens: int = 64

@@ -20,6 +20,7 @@ from profiler.render.format import human_bytes
 from profiler.render.tables import (
     ceilings_line,
     cold_warm_table,
+    decode_definitions,
     decode_table,
     distinct_environments,
     groups_table,
@@ -148,6 +149,9 @@ def render_console(runs: Sequence[RunRecord]) -> str:
                     f"decode · cache {g.key.cache} · rates, first call against warm calls",
                     render_table(rates, FMT),
                 ]
+            definitions = decode_definitions(g, detail=False)
+            if definitions:
+                out += _wrap(definitions)
             out += _text_block(g)
             out.append("")
         shared, own = split_shared([findings(g, brief=True) for g in subject])

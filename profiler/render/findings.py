@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
+from profiler.analysis.decode_text import hook_overhead_line
 from profiler.analysis.summaries import GroupSummary, native_gap
 from profiler.records.run import Environment
 from profiler.render.format import human_seconds, human_summary_seconds, percent
@@ -104,15 +105,9 @@ def findings(group: GroupSummary, brief: bool = False) -> list[str]:
                 f"{percent(t.spread / t.median, 0)}% of its median over n={t.n}."
             )
     for d in group.decode:
-        if d.hook_overhead_fraction is not None:
-            out.append(
-                f"decode batch {d.batch_size}: the per-token timing hook changes generate() "
-                f"wall time by {'+' if d.hook_overhead_fraction >= 0 else '−'}"
-                f"{percent(abs(d.hook_overhead_fraction))}% (median "
-                f"{human_seconds(d.hooked_wall.median if d.hooked_wall else None)} hooked vs "
-                f"{human_seconds(d.plain_wall.median if d.plain_wall else None)} plain)."
-            )
-        if d.mbu is not None and not d.mbu_includes_kv:
+        if d.hook is not None:
+            out.append(f"decode batch {d.batch_size}: {hook_overhead_line(d.hook)}")
+        if d.figures.mbu is not None and not d.figures.kv_counted:
             out.append(
                 f"decode batch {d.batch_size}: MBU counts weight bytes only "
                 "(KV-cache size unknown), a lower bound."

@@ -31,6 +31,7 @@ from profiler.render.format import (
 from profiler.render.tables import (
     attribution_table,
     cold_warm_table,
+    decode_definitions,
     decode_table,
     distinct_environments,
     environment_table,
@@ -130,29 +131,27 @@ def _headlines(subject: Sequence[GroupSummary]) -> list[str]:
     if with_decode:
         g = with_decode[-1]
         d = headline_decode(g)
-        if d is not None and d.ttft is not None:
-            tu = time_unit([d.ttft.median])
+        if d is not None and d.figures.ttft is not None:
+            tu = time_unit([d.figures.ttft.median])
             lines.append(
-                f"**TTFT:** {med_spread(d.ttft, tu)} {tu.name} (batch {d.batch_size}, "
+                f"**TTFT:** {med_spread(d.figures.ttft, tu)} {tu.name} (batch {d.batch_size}, "
                 f"{d.prompt_tokens}-token prompt, warm calls)"
             )
         rates = []
-        if d is not None and d.tokens_per_s_seq is not None:
+        if d is not None and d.figures.tokens_per_s_seq is not None and d.figures.step:
+            su = time_unit([d.figures.step.median])
             rates.append(
-                f"{med_spread(d.tokens_per_s_seq)} tokens/s per sequence at batch {d.batch_size}"
+                f"{num(d.figures.tokens_per_s_seq)} tokens/s per sequence at batch "
+                f"{d.batch_size} (step {med_spread(d.figures.step, su)} {su.name})"
             )
         best = max(
-            (x for x in g.decode if x.tokens_per_s_batch is not None),
-            key=lambda x: x.tokens_per_s_batch.median if x.tokens_per_s_batch else 0.0,
+            (x for x in g.decode if x.figures.tokens_per_s_batch is not None),
+            key=lambda x: x.figures.tokens_per_s_batch or 0.0,
             default=None,
         )
-        if (
-            best is not None
-            and best.batch_size != (d.batch_size if d else None)
-            and best.tokens_per_s_batch is not None
-        ):
+        if best is not None and best.batch_size != (d.batch_size if d else None):
             rates.append(
-                f"{med_spread(best.tokens_per_s_batch)} tokens/s in all at batch {best.batch_size}"
+                f"{num(best.figures.tokens_per_s_batch)} tokens/s in all at batch {best.batch_size}"
             )
         if rates:
             lines.append("**Tokens/s:** " + "; ".join(rates))
@@ -238,6 +237,42 @@ def _image(images: Mapping[str, str], key: str, alt: str) -> list[str]:
     return [f"![{alt}]({images[key]})", ""] if key in images else []
 
 
+def _decode_section(
+    groups: Sequence[GroupSummary], fields: Sequence[str], images: Mapping[str, str]
+) -> list[str]:
+    """The "Decode" section: one table per group, its definitions, text and charts."""
+    if not any(g.decode for g in groups):
+        return []
+    index = {id(g): i for i, g in enumerate(groups)}
+    out = [
+        "## Decode",
+        "",
+        "Warm `generate()` calls. TTFT is prefill plus the first token; p50/p90/p99 "
+        "and max are token-to-token latencies inside one call; first is the process's "
+        "first call. Step, tok/s and MBU are defined under each table.",
+        "",
+    ]
+
+    def decode_body(g: GroupSummary) -> list[str]:
+        if not g.decode:
+            return []
+        lines = [render_table(decode_table(g), FMT), ""]
+        definitions = decode_definitions(g)
+        if definitions:
+            lines += [definitions + ".", ""]
+        for text in dict.fromkeys(d.text for d in g.decode if d.text):
+            batch = next(d.batch_size for d in g.decode if d.text == text)
+            lines += [f"Generated text (batch {batch}, first sequence):", "", _fence(text), ""]
+        lines += _image(
+            images, f"token_latency/{index[id(g)]}", "Per-token latency by generated position"
+        )
+        return lines
+
+    out += _per_group(groups, fields, decode_body)
+    out += _image(images, "throughput", "Decode tokens/s against batch size")
+    return out
+
+
 def render_markdown(
     runs: Sequence[RunRecord],
     *,
@@ -256,7 +291,6 @@ def render_markdown(
         raise UserError("no runs to report: pass llmprof JSON result files or folders")
     keys = [g.key for g in groups]
     fields = varying_fields(keys)
-    index = {id(g): i for i, g in enumerate(groups)}
     if title is None:
         models = list(dict.fromkeys(k.model for k in keys))
         title = "llmprof report: " + ", ".join(models)
@@ -335,31 +369,7 @@ def render_markdown(
                 "",
             ]
 
-    if any(g.decode for g in groups):
-        out += [
-            "## Decode",
-            "",
-            "Warm `generate()` calls. TTFT is prefill plus the first token; p50/p90/p99 "
-            "and max are token-to-token latencies inside one call; tokens/s excludes "
-            "prefill; MBU is the bytes a step reads (weights and KV cache) over the step "
-            "time, against the memory bandwidth; first is the process's first call.",
-            "",
-        ]
-
-        def decode_body(g: GroupSummary) -> list[str]:
-            if not g.decode:
-                return []
-            lines = [render_table(decode_table(g), FMT), "", *_bandwidth_line(g)]
-            for text in dict.fromkeys(d.text for d in g.decode if d.text):
-                batch = next(d.batch_size for d in g.decode if d.text == text)
-                lines += [f"Generated text (batch {batch}, first sequence):", "", _fence(text), ""]
-            lines += _image(
-                images, f"token_latency/{index[id(g)]}", "Per-token latency by generated position"
-            )
-            return lines
-
-        out += _per_group(groups, fields, decode_body)
-        out += _image(images, "throughput", "Decode tokens/s against batch size")
+    out += _decode_section(groups, fields, images)
 
     envs = distinct_environments(groups)
     out += ["## Environment", "", render_table(environment_table(envs), FMT), ""]
@@ -395,15 +405,6 @@ def render_markdown(
 
 def _env_of(groups: Sequence[GroupSummary], key: GroupKey) -> Environment | None:
     return next((g.environment for g in groups if g.key == key), None)
-
-
-def _bandwidth_line(g: GroupSummary) -> list[str]:
-    shown = [d for d in g.decode if d.memory_bandwidth_gbps]
-    if not shown:
-        return []
-    d = shown[0]
-    source = f" ({d.bandwidth_source})" if d.bandwidth_source else ""
-    return [f"MBU is against {num(d.memory_bandwidth_gbps)} GB/s of memory bandwidth{source}.", ""]
 
 
 class MarkdownRenderer:

@@ -160,9 +160,9 @@ def latency_series(group: GroupSummary, label: str) -> list[LatencySeries]:
                 positions=tuple(range(2, n + 2)),
                 first_s=d.first_by_position_s,
                 warm_s=d.warm_by_position_s,
-                p50_s=d.interval.median if d.interval else None,
-                p99_s=d.interval.p99 if d.interval else None,
-                ttft_warm_s=d.ttft.median if d.ttft else None,
+                p50_s=d.figures.interval.median if d.figures.interval else None,
+                p99_s=d.figures.interval.p99 if d.figures.interval else None,
+                ttft_warm_s=d.figures.ttft.median if d.figures.ttft else None,
                 ttft_first_s=d.first_ttft.median if d.first_ttft else None,
             )
         )
@@ -176,9 +176,9 @@ def throughput_series(groups: Sequence[GroupSummary]) -> list[ThroughputSeries]:
     out = []
     for g in (groups[i] for i in decode_representatives(groups)):
         points = [
-            (d.batch_size, d.tokens_per_s_batch.median, d.tokens_per_s_seq.median)
+            (d.batch_size, f.tokens_per_s_batch, f.tokens_per_s_seq)
             for d in g.decode
-            if d.tokens_per_s_batch is not None and d.tokens_per_s_seq is not None
+            if (f := d.figures).tokens_per_s_batch is not None and f.tokens_per_s_seq is not None
         ]
         if len({b for b, _, _ in points}) < 2:
             continue

@@ -231,11 +231,14 @@ def decode_table(group: GroupSummary, part: str = "all") -> Table:
     """Decode of one group, one row per batch size (and prompt/new-token shape).
 
     ``part`` picks the latency columns, the rate columns, or all (a terminal shows
-    them as two tables to stay readable in 120 columns).
+    them as two tables to stay readable in 120 columns). Every figure is a
+    :class:`~profiler.analysis.decode_metrics.DecodeFigures` field; the definitions
+    are stated under the table by :func:`decode_definitions`.
     """
     if part not in DECODE_PARTS:
         raise ValueError(f"part must be one of {DECODE_PARTS}, got {part!r}")
     ds = group.decode
+    fs = [d.figures for d in ds]
 
     def col(header: str, values: Sequence[float | None], unit: Unit) -> Column:
         cells = tuple(quantity(v, unit) for v in values)
@@ -245,25 +248,19 @@ def decode_table(group: GroupSummary, part: str = "all") -> Table:
         cells = tuple(med_spread(v, unit) for v in values)
         return Column(f"{header} ({unit.name})", cells, show=informative(cells))
 
-    def tunit(values: Iterable[float | None]) -> Unit:
-        return time_unit(list(values))
+    def medians(values: Iterable[Summary | None]) -> list[float | None]:
+        return [v.median if v else None for v in values]
 
-    ttft = [d.ttft for d in ds]
-    p50 = [d.interval.median if d.interval else None for d in ds]
-    p90 = [d.interval.p90 if d.interval else None for d in ds]
-    p99 = [d.interval.p99 if d.interval else None for d in ds]
-    mx = [d.interval.max if d.interval else None for d in ds]
-    lat_unit = tunit(p50 + p90 + p99 + mx)
-    ttft_unit = tunit(
-        [t.median for t in ttft if t] + [d.first_ttft.median for d in ds if d.first_ttft]
-    )
-    tok_unit = tunit(
-        [d.token_s.median for d in ds if d.token_s]
-        + [d.first_token_s.median for d in ds if d.first_token_s]
-    )
-    seq = tuple(med_spread(d.tokens_per_s_seq) for d in ds)
-    batch = tuple(med_spread(d.tokens_per_s_batch) for d in ds)
-    mbu = tuple(percent(d.mbu) for d in ds)
+    def pick(stat: str) -> list[float | None]:
+        return [getattr(f.interval, stat) if f.interval else None for f in fs]
+
+    p50, p90, p99, mx = pick("median"), pick("p90"), pick("p99"), pick("max")
+    lat_unit = time_unit(p50 + p90 + p99 + mx)
+    ttft_unit = time_unit(medians(f.ttft for f in fs) + medians(d.first_ttft for d in ds))
+    step_unit = time_unit(medians(f.step for f in fs) + medians(d.first_step for d in ds))
+    seq = tuple(num(f.tokens_per_s_seq) for f in fs)
+    batch = tuple(num(f.tokens_per_s_batch) for f in fs)
+    mbu = tuple(percent(f.mbu) for f in fs)
     ident = [
         Column("batch", tuple(str(d.batch_size) for d in ds)),
         Column("prompt (tok)", tuple(str(d.prompt_tokens) for d in ds)),
@@ -271,35 +268,55 @@ def decode_table(group: GroupSummary, part: str = "all") -> Table:
         Column("calls", tuple(str(d.n_calls) for d in ds)),
     ]
     latency = [
-        summary_col("TTFT", ttft, ttft_unit),
+        summary_col("TTFT", [f.ttft for f in fs], ttft_unit),
         col("p50", p50, lat_unit),
         col("p90", p90, lat_unit),
         col("p99", p99, lat_unit),
         col("max", mx, lat_unit),
     ]
     rate = [
+        summary_col("step", [f.step for f in fs], step_unit),
         Column("tok/s (seq)", seq, show=informative(seq)),
         Column(
             "tok/s (batch)", batch, show=informative(batch) and any(d.batch_size > 1 for d in ds)
         ),
         Column("MBU (%)", mbu, show=informative(mbu)),
         summary_col("first TTFT", [d.first_ttft for d in ds], ttft_unit),
-        Column(
-            f"first ({tok_unit.name}/tok)",
-            tuple(med_spread(d.first_token_s, tok_unit) for d in ds),
-            show=any(d.first_token_s for d in ds),
-        ),
-        Column(
-            f"warm ({tok_unit.name}/tok)",
-            tuple(med_spread(d.token_s, tok_unit) for d in ds),
-            show=any(d.token_s for d in ds),
-        ),
+        summary_col("first step", [d.first_step for d in ds], step_unit),
     ]
     if part == "latency":
         return make_table(ident + latency)
     if part == "rate":
         return make_table(ident[:1] + rate)
     return make_table(ident + latency + rate)
+
+
+def decode_definitions(group: GroupSummary, *, detail: bool = True) -> str | None:
+    """How the decode table's step, tok/s and MBU are defined, and which memory
+    bandwidth its MBU is against (the rule of analysis.decode_metrics); ``detail``
+    adds how the bandwidth was measured."""
+    if not group.decode:
+        return None
+    text = (
+        "step: median over warm calls of each call's decode time / its steps (prefill "
+        "excluded); tok/s = 1 / step per sequence, batch / step for the batch"
+    )
+    sources = []
+    for f in (d.figures for d in group.decode):
+        if f.bandwidth_gbps is None:
+            continue
+        if f.bandwidth_from_run:
+            how = f" ({f.bandwidth_source})" if f.bandwidth_source and detail else ""
+            where = "measured in the same run" + how
+        else:
+            where = f"from the ceilings, {f.bandwidth_source}: the run measured none"
+        sources.append(f"{num(f.bandwidth_gbps)} GB/s {where}")
+    if not sources:
+        return text + "; MBU not computed: no memory bandwidth measured"
+    return text + (
+        "; MBU = bytes a step reads (weights, plus the KV cache at the mean context) "
+        "/ step / memory bandwidth: " + "; ".join(dict.fromkeys(sources))
+    )
 
 
 def cold_warm_table(cmp: ColdWarmComparison) -> Table:
@@ -324,10 +341,10 @@ def groups_table(groups: Sequence[GroupSummary], fields: Sequence[str]) -> Table
     native = [g.native_total for g in groups]
     heads = [headline_decode(g) for g in groups]
     lu = time_unit([s.median for s in staged + loads + native if s])
-    tu = time_unit([h.ttft.median for h in heads if h and h.ttft])
+    tu = time_unit([h.figures.ttft.median for h in heads if h and h.figures.ttft])
     batch_sizes = {h.batch_size for h in heads if h}
-    seq = tuple(med_spread(h.tokens_per_s_seq) if h else MISSING for h in heads)
-    ttft = tuple(med_spread(h.ttft, tu) if h else MISSING for h in heads)
+    seq = tuple(num(h.figures.tokens_per_s_seq) if h else MISSING for h in heads)
+    ttft = tuple(med_spread(h.figures.ttft, tu) if h else MISSING for h in heads)
     native_cells = tuple(med_spread(s, lu) for s in native)
     return make_table(
         [

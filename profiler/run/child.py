@@ -24,7 +24,6 @@ from typing import Any  # noqa: E402
 
 from profiler.decode.loop import profile_decode  # noqa: E402
 from profiler.decode.model_facts import decode_skip_reason  # noqa: E402
-from profiler.decode.options import DecodeOptions  # noqa: E402
 from profiler.errors import UserError  # noqa: E402
 from profiler.measure.recorder import Recorder  # noqa: E402
 from profiler.records.decode import DecodeRecord  # noqa: E402
@@ -200,15 +199,11 @@ def _run_decode(job: LoadJob, loaded: Any) -> tuple[list[DecodeRecord], list[str
     reason = decode_skip_reason(loaded.model)
     if reason:
         return [], [f"decode skipped: {reason}"]
-    # DecodeSpec travels in the job (no torch); DecodeOptions is the same set of
-    # fields for the decode module, minus the on/off switch.
-    fields = dataclasses.asdict(job.decode)
-    fields.pop("enabled")
-    options = DecodeOptions(**fields)
-    options.validate(loaded.model.config)
+    # The MBU denominator, measured in the same process and machine state as the
+    # decode; the machine's ceilings stand in only for a run that has none.
     bandwidth = measure_memory_bandwidth(job.device)
     return profile_decode(
-        loaded.model, loaded.tokenizer, options, device=job.device, bandwidth=bandwidth
+        loaded.model, loaded.tokenizer, job.decode, device=job.device, bandwidth=bandwidth
     ), []
 
 

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from profiler.decode.options import validate_decode_spec
 from profiler.errors import UserError
 from profiler.records.job import DecodeSpec
 from profiler.run.request import ProfileRequest
@@ -128,8 +129,11 @@ def _load_suite(path: Path) -> Suite:
         for state in states:
             if state not in ("cold", "warm", "uncontrolled"):
                 raise UserError(f"{where}: cache {state!r}: use cold, warm or uncontrolled")
-        if any(b < 1 for b in decode.batch_sizes):
-            raise UserError(f"{where}: batch sizes must be at least 1")
+        if decode.enabled:
+            try:
+                validate_decode_spec(decode)
+            except UserError as e:
+                raise UserError(f"{where}: {e}") from None
         for dtype in _as_list(prof.get("dtype", "auto"), "dtype", where):
             for device in _as_list(prof.get("device", "cpu"), "device", where):
                 requests.append(

@@ -15,19 +15,14 @@ torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
 tokenizers = pytest.importorskip("tokenizers")
 
-from profiler.analysis.decode_metrics import (  # noqa: E402
-    consistency,
-    mbu_per_token,
-    token_latency_stats,
-    tokens_per_s,
-)
+from profiler.analysis.decode_metrics import consistency, decode_figures  # noqa: E402
 from profiler.decode.loop import profile_decode  # noqa: E402
 from profiler.decode.model_facts import decode_skip_reason, kv_bytes_per_token, weight_read_bytes  # noqa: E402
-from profiler.decode.options import DecodeOptions  # noqa: E402
 from profiler.decode.prompt import build_inputs, prompt_ids  # noqa: E402
 from profiler.errors import UserError  # noqa: E402
 from profiler.machine.bandwidth import measure_memory_bandwidth  # noqa: E402
 from profiler.records.decode import DecodeRecord  # noqa: E402
+from profiler.records.job import DecodeSpec  # noqa: E402
 
 VOCAB = 512
 CONTEXT = 128
@@ -94,13 +89,13 @@ def tok():
     return make_tokenizer()
 
 
-def opts(**kw) -> DecodeOptions:
+def opts(**kw) -> DecodeSpec:
     base = dict(batch_sizes=(1,), new_tokens=8, prompt_tokens=6, warm_calls=2)
     base.update(kw)
-    return DecodeOptions(**base)
+    return DecodeSpec(**base)
 
 
-def check_record_structure(r: DecodeRecord, o: DecodeOptions) -> None:
+def check_record_structure(r: DecodeRecord, o: DecodeSpec) -> None:
     assert len(r.calls) == o.warm_calls and len(r.plain_calls_s) == o.warm_calls
     assert r.first_call is not None
     for c in (r.first_call, *r.calls):
@@ -114,7 +109,9 @@ def check_record_structure(r: DecodeRecord, o: DecodeOptions) -> None:
     assert all(a.end_ns <= b.start_ns for a, b in zip(ordered, ordered[1:], strict=False))
     assert r.first_call.end_ns <= ordered[0].start_ns
     assert all(w > 0 for w in r.plain_calls_s)
-    assert token_latency_stats(r.calls).n == o.warm_calls * (o.new_tokens - 1)
+    f = decode_figures([r])
+    assert f.interval is not None and f.interval.n == o.warm_calls * (o.new_tokens - 1)
+    assert f.step is not None and f.step.n == o.warm_calls
     assert isinstance(r.text, str) and r.text
     assert any(n.startswith("consistency:") for n in r.notes)
     assert any(n.startswith("hook overhead:") for n in r.notes)
@@ -156,12 +153,9 @@ def test_batch_1_and_4_sizes_and_cache_cross_check(tok):
         assert r.memory_bandwidth_gbps == bw.gbps and r.bandwidth_source == bw.method
         assert r.peak_gpu_allocated_bytes is None
         assert r.attention_backend.startswith("sdpa")
-        mbu = mbu_per_token(r, r.calls[0])
-        assert len(mbu) == 7 and all(m > 0 for m in mbu)
-        per_seq, batch = tokens_per_s(r)
-        assert batch == pytest.approx(per_seq * r.batch_size)
-        e2e, _ = tokens_per_s(r, include_prefill=True)
-        assert e2e < per_seq * 1.5  # end-to-end also pays prefill
+        f = decode_figures([r])
+        assert f.mbu is not None and f.mbu > 0 and f.kv_counted and f.bandwidth_from_run
+        assert f.tokens_per_s_batch == pytest.approx(f.tokens_per_s_seq * r.batch_size)
     # greedy with identical rows: batch 4 text equals batch 1 text
     assert records[0].text == records[1].text
     back = DecodeRecord.from_dict(json.loads(json.dumps(records[1].to_dict())))
@@ -226,17 +220,17 @@ def test_prompt_construction(tok):
     exact = prompt_ids(tok, opts(prompt_tokens=37))
     assert len(exact) == 37 and exact[0] == tok.bos_token_id
     assert exact == prompt_ids(tok, opts(prompt_tokens=37))  # deterministic
-    chat = prompt_ids(tok, DecodeOptions(prompt="w7 w8", chat=True))
+    chat = prompt_ids(tok, DecodeSpec(prompt="w7 w8", chat=True))
     assert tok.convert_ids_to_tokens(chat) == ["<s>", "w4", "w7", "w8", "w5", "w6"]
-    plain = prompt_ids(tok, DecodeOptions(prompt="w7 w8"))
+    plain = prompt_ids(tok, DecodeSpec(prompt="w7 w8"))
     assert plain == [1, 7, 8]
-    batch = build_inputs(tok, DecodeOptions(prompt="w7 w8"), 3, "cpu")
+    batch = build_inputs(tok, DecodeSpec(prompt="w7 w8"), 3, "cpu")
     assert batch["input_ids"].tolist() == [[1, 7, 8]] * 3
     assert batch["attention_mask"].tolist() == [[1, 1, 1]] * 3
     no_template = make_tokenizer()
     no_template.chat_template = None
     with pytest.raises(UserError, match="chat template"):
-        prompt_ids(no_template, DecodeOptions(prompt="w7", chat=True))
+        prompt_ids(no_template, DecodeSpec(prompt="w7", chat=True))
 
 
 def test_cpu_bandwidth_measurement():
@@ -264,4 +258,4 @@ def test_decode_on_gpu(tok):
         assert r.peak_gpu_allocated_bytes and r.peak_gpu_allocated_bytes > 0
         assert r.kv_cache_bytes == 2 * 2 * 2 * 16 * 2 * r.batch_size * 13
         assert "flash=" in r.attention_backend and "cudnn=" in r.attention_backend
-        assert len(mbu_per_token(r, r.calls[0])) == 7
+        assert decode_figures([r]).mbu is not None

@@ -117,7 +117,8 @@ BAD_INPUTS = {
     "cuda without gpu": (["--device", "cuda"], "no CUDA GPU"),
     "bad device": (["--device", "tpu"], "unknown device"),
     "zero batch": (["--batch", "0"], "at least 1"),
-    "negative tokens": (["--new-tokens", "-3"], "at least 1 token"),
+    "negative tokens": (["--new-tokens", "-3"], "use 2 or more"),
+    "one token": (["--new-tokens", "1"], "use 2 or more"),
 }
 
 

@@ -9,13 +9,7 @@ from pathlib import Path
 import pytest
 
 import profiler.machine.cache
-from profiler.analysis.decode_metrics import (
-    decode_bytes_per_step,
-    decode_mbu,
-    decode_step_s,
-    mbu,
-    prefill_mfu,
-)
+from profiler.analysis.decode_metrics import prefill_mfu
 from profiler.analysis.rates import copy_gbps_of, fraction_of, gbps_of, matmul_tflops_of
 from profiler.commands.ceilings import parse_size
 from profiler.errors import UserError
@@ -42,7 +36,7 @@ from profiler.records.ceilings import (
     Ceilings,
     skipped,
 )
-from profiler.records.decode import DecodeCall, DecodeRecord
+from profiler.records.decode import DecodeRecord
 from profiler.records.run import CacheState, Environment, ModelInfo, RunRecord
 from profiler.records.stage import StageRecord
 from profiler.run.devices import parse_device
@@ -150,41 +144,6 @@ def test_matmul_rate_and_prefill_mfu() -> None:
     assert prefill_mfu(1000, 10, 4, 1.0, 1e-9) == pytest.approx(2 * 1000 * 10 * 4 / 1e3)
     with pytest.raises(ValueError):
         prefill_mfu(1000, 10, 1, 0.0, 1.0)
-
-
-def test_mbu_and_bytes_per_step() -> None:
-    assert decode_bytes_per_step(1000, None, 50, 2) == 1000
-    assert decode_bytes_per_step(1000, 10, 50, 2) == 1000 + 10 * 50 * 2
-    # 15.2 GB per step at 54 steps/s = 820.8 GB/s; of 4300 GB/s → 19.09%
-    assert mbu(15.2 * GB, 1 / 54, 4300.0) == pytest.approx(820.8 / 4300.0)
-    with pytest.raises(ValueError):
-        mbu(1.0, 0.0, 1.0)
-
-
-def test_decode_step_and_mbu_from_record() -> None:
-    # call 1 intervals: 10, 10, 20 ms → median 10 ms; call 2: 30, 30 ms → 30 ms;
-    # median of per-call medians = 20 ms
-    ms = 1_000_000
-    c1 = DecodeCall(start_ns=0, end_ns=60 * ms, token_times_ns=(5 * ms, 15 * ms, 25 * ms, 45 * ms))
-    c2 = DecodeCall(start_ns=0, end_ns=80 * ms, token_times_ns=(5 * ms, 35 * ms, 65 * ms))
-    rec = DecodeRecord(
-        batch_size=2,
-        prompt_tokens=100,
-        new_tokens=20,
-        temperature=0.0,
-        seed=0,
-        first_call=None,
-        calls=(c1, c2),
-        weight_bytes=GB,
-        kv_bytes_per_token=1000,
-        memory_bandwidth_gbps=100.0,
-    )
-    assert decode_step_s(rec) == pytest.approx(0.020)
-    per_step = GB + 1000 * (100 + 20 / 2) * 2
-    assert decode_mbu(rec) == pytest.approx(per_step / 0.020 / 1e9 / 100.0)
-    assert decode_mbu(rec, 200.0) == pytest.approx(per_step / 0.020 / 1e9 / 200.0)
-    assert decode_mbu(replace(rec, weight_bytes=None)) is None
-    assert decode_mbu(replace(rec, memory_bandwidth_gbps=None)) is None
 
 
 def test_ceiling_value_is_median_of_trials() -> None:

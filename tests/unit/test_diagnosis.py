@@ -259,9 +259,9 @@ def test_decode_bandwidth_and_prefill_mfu() -> None:
     r = run((), decode=(rec,), num_parameters=7_600_000_000)
     lines = diagnose(r, ceilings(device_memory=4828.0))
     dec = lines[0]
-    assert dec.startswith("decode (batch 1): 18.5 ms per step (54 tokens/s)")
+    assert dec.startswith("decode (batch 1): 18.5 ms per step (median over 2 warm calls), 54.0")
     assert "reads 15.20 GB per step" in dec and "821 GB/s" in dec
-    assert "= 821 GB/s, 17% of device memory bandwidth (4828 GB/s)" in dec
+    assert "= 821 GB/s: MBU 17.0% of device memory bandwidth (4828 GB/s, from the ceil" in dec
     assert "KV-cache bytes not measured" in dec
     assert "memory bandwidth is not what limits a step" in dec
     # 2 × 7.6e9 × 128 / 0.025 s / 790e12 = 9.85% → "10%"
@@ -273,12 +273,12 @@ def test_decode_bandwidth_and_prefill_mfu() -> None:
 def test_decode_memory_bound_and_missing_figures() -> None:
     fast = decode_record(8, 0.004, weight_bytes=int(15.2 * GB), ttft_s=0.05)
     lines = diagnose(run((), decode=(fast,)), ceilings())
-    assert ", 88% of device memory bandwidth" in lines[0] and "memory-bound" in lines[0]
+    assert "MBU 88.4% of device memory bandwidth" in lines[0] and "memory-bound" in lines[0]
     unknown = decode_record(1, 0.02, weight_bytes=None, ttft_s=0.05)
     line = diagnose(run((), decode=(unknown,)), ceilings())[0]
     assert line.endswith("bytes read per step not measured, so no bandwidth comparison")
     no_bw = diagnose(run((), decode=(fast,)), ceilings(device="cpu"))
-    assert no_bw[0].endswith("no ceiling measured for device_memory")
+    assert no_bw[0].endswith("no ceiling for device_memory")
     assert len(no_bw) == 1  # no MFU line: no GPU matmul rate, no parameter count
 
 
@@ -287,8 +287,8 @@ def test_decode_on_cpu_uses_host_memcpy_and_counts_kv_bytes() -> None:
     rec = decode_record(1, 0.1, weight_bytes=270_000_000, ttft_s=0.3, kv=10_000)
     line = diagnose(run((), device="cpu", decode=(rec,)), ceilings(device="cpu"))[0]
     per_step = 270_000_000 + 10_000 * (128 + 11 / 2)
-    pct = f"{per_step / 0.1 / 1e9 / 20.0:.0%}"
-    assert f", {pct} of host memory bandwidth (20 GB/s)" in line
+    pct = f"{per_step / 0.1 / 1e9 / 20.0:.1%}"
+    assert f"MBU {pct} of host memory bandwidth (20 GB/s" in line
     assert "KV-cache bytes not measured" not in line
 
 

@@ -257,27 +257,28 @@ def test_decode_summary_arithmetic() -> None:
     assert (d1.batch_size, d4.batch_size) == (1, 4)
     assert d1.n_calls == 9  # 3 warm calls x 3 repetitions
     # Warm calls: TTFT 0.030 × (1.00, 1.02, 0.99) -> median 0.030.
-    assert d1.ttft is not None and d1.ttft.median == pytest.approx(0.030, abs=1e-9)
+    f1, f4 = d1.figures, d4.figures
+    assert f1.ttft is not None and f1.ttft.median == pytest.approx(0.030, abs=1e-9)
     # Intervals per call: six of 0.020·f and one of 0.032·f; median is 0.020·f.
-    assert d1.interval is not None
-    assert d1.interval.median == pytest.approx(0.020, abs=1e-9)
-    assert d1.interval.max == pytest.approx(0.032 * 1.02, abs=1e-9)
+    assert f1.interval is not None
+    assert f1.interval.median == pytest.approx(0.020, abs=1e-9)
+    assert f1.interval.max == pytest.approx(0.032 * 1.02, abs=1e-9)
     mean_interval = (6 * 0.020 + 0.032) / 7
-    assert d1.token_s is not None and d1.token_s.median == pytest.approx(mean_interval, rel=1e-6)
-    assert d1.tokens_per_s_seq is not None
-    assert d1.tokens_per_s_seq.median == pytest.approx(1 / mean_interval, rel=1e-6)
-    assert d4.tokens_per_s_batch is not None and d4.tokens_per_s_seq is not None
-    assert d4.tokens_per_s_batch.median == pytest.approx(4 * d4.tokens_per_s_seq.median)
+    assert f1.step is not None and f1.step.median == pytest.approx(mean_interval, rel=1e-6)
+    assert f1.tokens_per_s_seq == pytest.approx(1 / mean_interval, rel=1e-6)
+    assert f4.tokens_per_s_batch is not None and f4.tokens_per_s_seq is not None
+    assert f4.tokens_per_s_batch == pytest.approx(4 * f4.tokens_per_s_seq)
     # First call: TTFT 4 × 0.030, then 0.040 and six of 0.025.
     assert d1.first_ttft is not None and d1.first_ttft.median == pytest.approx(0.120, abs=1e-9)
     assert d1.first_by_position_s == pytest.approx((0.040,) + (0.025,) * 6, abs=1e-9)
     assert d1.warm_by_position_s == pytest.approx((0.020,) * 3 + (0.032,) + (0.020,) * 3, abs=1e-9)
     # MBU: weights + KV at the mean context, over the median step, against 20 GB/s.
     step_bytes = fr.WEIGHT_BYTES + fr.KV_BYTES_PER_TOKEN * 1 * (16 + 8 / 2)
-    assert d1.mbu == pytest.approx(step_bytes / mean_interval / 1e9 / 20.0, rel=1e-6)
-    assert d1.mbu_includes_kv
+    assert f1.mbu == pytest.approx(step_bytes / mean_interval / 1e9 / 20.0, rel=1e-6)
+    assert f1.kv_counted
     # plain calls are 0.99 × hooked: overhead 1/0.99 - 1.
-    assert d1.hook_overhead_fraction == pytest.approx(1 / 0.99 - 1, rel=1e-4)
+    assert d1.hook is not None
+    assert d1.hook.fraction == pytest.approx(1 / 0.99 - 1, rel=1e-4)
     assert d1.text == "The capital of France is Paris. It is"
 
 

@@ -197,9 +197,10 @@ def test_decode_metrics() -> None:
     assert m[f"{d}.token_p50_s"].samples == pytest.approx((0.005,))
     # numpy-linear p99 of [5,5,5,5,10,15]: 10 + (15-10)*0.95 = 14.75 ms
     assert m[f"{d}.token_p99_s"].samples == pytest.approx((0.01475,))
-    tps = m[f"{d}.tokens_per_s"]
-    # per call 2*4 tokens / 30 ms = 266.67 and / 60 ms = 133.33; median 200
-    assert tps.samples == pytest.approx((200.0,))
+    # decode step per call: 3 steps in 15 ms and in 30 ms; median 7.5 ms
+    assert m[f"{d}.step_s"].samples == pytest.approx((0.0075,))
+    tps = m[f"{d}.tokens_per_s_batch"]
+    assert tps.samples == pytest.approx((2 / 0.0075,))  # batch 2, prefill excluded
     assert (tps.unit, tps.direction) == ("tokens/s", "higher")
 
 

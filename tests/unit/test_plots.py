@@ -84,8 +84,8 @@ def test_latency_series_positions_and_percentiles(mixed: list) -> None:
     assert s1.batch_size == 1 and s4.batch_size == 4
     assert s1.positions == tuple(range(2, 9))  # 8 new tokens: intervals end at tokens 2..8
     assert len(s1.first_s) == len(s1.warm_s) == 7
-    assert s1.p50_s == pytest.approx(mixed[1].decode[0].interval.median)
-    assert s1.p99_s == pytest.approx(mixed[1].decode[0].interval.p99)
+    assert s1.p50_s == pytest.approx(mixed[1].decode[0].figures.interval.median)
+    assert s1.p99_s == pytest.approx(mixed[1].decode[0].figures.interval.p99)
     assert s1.ttft_first_s == pytest.approx(0.120)
 
 
@@ -112,7 +112,7 @@ def test_throughput_one_series_per_subject(mixed: list) -> None:
     cpu_warm = mixed[1]
     assert series[0].batch_sizes == (1, 4)
     assert series[0].tokens_per_s == pytest.approx(
-        tuple(d.tokens_per_s_batch.median for d in cpu_warm.decode)
+        tuple(d.figures.tokens_per_s_batch for d in cpu_warm.decode)
     )
 
 

@@ -247,7 +247,7 @@ def test_markdown_summary_headlines() -> None:
     ) in summary
     assert "**Warm load:** 402 ± 8 ms (n=3) for the load alone; 1.39 s from" in summary
     assert "**TTFT:** 30.0 ± 0.3 ms (batch 1, 16-token prompt" in summary
-    assert "**Tokens/s:** 46.1 ± 0.5 tokens/s per sequence at batch 1" in summary
+    assert "**Tokens/s:** 46.1 tokens/s per sequence at batch 1 (step 21.7 ± 0.2 ms)" in summary
     assert "at batch 4" in summary
     assert "**Machine:** AMD EPYC 7B13 (2 cores, 8.00 GiB RAM)" in summary
     assert "**Tool:** llmprof 0.1.0" in summary
@@ -303,8 +303,8 @@ def test_decode_table_rows_per_batch_and_text() -> None:
         "tok/s (seq)",
         "tok/s (batch)",
         "MBU (%)",
-        "first (ms/tok)",
-        "warm (ms/tok)",
+        "step (ms)",
+        "first step (ms)",
     ):
         assert col in header
     body = [r for r in rows if r[0].isdigit()]
