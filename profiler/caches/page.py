@@ -34,6 +34,11 @@ from typing import Literal
 
 from profiler.errors import UserError
 
+# The one definition of "cold" and "warm" for a measured residency: every verdict
+# on page-cache state (a run's label, the ceilings' disk and page-cache probes)
+# compares against these. A small margin on each side, so that a few pages read
+# back (or dropped) between the eviction or warm-up and the measurement do not flip
+# the verdict.
 COLD_MAX_FRACTION = 0.02
 
 
@@ -123,11 +128,12 @@ def _c() -> ctypes.CDLL:
     return _libc
 
 
-def _resident_in_fd(fd: int, size: int) -> int:
-    """Bytes of the open file ``fd`` (of ``size`` bytes) that are in the page cache.
+def resident_in_fd(fd: int, size: int) -> int:
+    """Bytes of the first ``size`` bytes of the open file ``fd`` in the page cache.
 
     A page counts for the file bytes it covers, so the last, partial page of a file
     counts only up to the end of the file and a fully cached file gives ``size``.
+    OSError when the file cannot be mapped (some FUSE filesystems).
     """
     libc = _c()
     resident = 0
@@ -204,7 +210,7 @@ def _measure(p: Path) -> FileResidency:
         ) from e
     try:
         size = os.fstat(fd).st_size
-        resident = _resident_in_fd(fd, size) if size else 0
+        resident = resident_in_fd(fd, size) if size else 0
     except OSError as e:
         raise UserError(
             f"cannot measure page-cache residency of {p} ({e.strerror or e}): "
@@ -238,14 +244,19 @@ def evict(paths: Sequence[Path | str]) -> Residency:
         except OSError as e:
             raise UserError(f"cannot open {p} to evict it from the page cache: {e.strerror}") from e
         try:
-            try:
-                os.fsync(fd)
-            except OSError:
-                pass  # some filesystems refuse fsync on read-only fds; advise anyway
-            os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+            evict_fd(fd)
         finally:
             os.close(fd)
     return Residency(files=tuple(_measure(p) for p in files))
+
+
+def evict_fd(fd: int) -> None:
+    """Ask the kernel to drop the pages of the open file ``fd`` (see :func:`evict`)."""
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass  # some filesystems refuse fsync on read-only fds; advise anyway
+    os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
 
 
 def warm(paths: Sequence[Path | str], chunk_bytes: int = 16 * 1024 * 1024) -> Residency:

@@ -11,9 +11,10 @@ from pathlib import Path
 
 import pytest
 
+from profiler.caches.page import evict_fd
 from profiler.cli import main
 from profiler.commands.ceilings import fmt_value
-from profiler.machine.disk import _evict, probe_files, resident_fraction
+from profiler.machine.disk import probe_files, resident_fraction
 from profiler.machine.plan import ProbePlan
 from profiler.machine.probe import measure_ceilings
 from profiler.records.ceilings import (
@@ -99,7 +100,7 @@ def test_resident_fraction_sees_reads_and_eviction(tmp_path: Path) -> None:
         os.fsync(fd)
         os.read(fd, 8 << 20)
         assert resident_fraction(fd, 8 << 20) == pytest.approx(1.0, abs=0.01)
-        _evict(fd)
+        evict_fd(fd)
         after = resident_fraction(fd, 8 << 20)
         assert after is not None and 0.0 <= after <= 1.0
         if _fs_type(tmp_path) not in ("tmpfs", "ramfs"):
