@@ -130,3 +130,46 @@ def test_encoder_loads_as_declared_and_decode_is_skipped(tmp_path):
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
     reason = decode_skip_reason(loaded.model)
     assert reason and "\n" not in reason
+
+
+def _shared_stages(rec: Recorder) -> dict[str, tuple]:
+    """What the stages both views share recorded: status, notes, counter names."""
+    shared = ("tokenizer", "config", "model_init", "attach", "eval")
+    return {
+        r.name: (r.status, r.notes, sorted(r.counters)) for r in rec.records if r.name in shared
+    }
+
+
+def test_fast_path_and_staged_view_record_the_shared_stages_alike(tmp_path):
+    """The fast path runs the staged view's own tokenizer/config/model_init/attach/eval
+    stages: same counters and notes (a copy of them had drifted: no vocab_size, no note
+    for a missing generation_config.json, a missing-weights error without an example)."""
+    from profiler.load.fast import load_fast
+
+    folder = make_tiny_model(tmp_path / "m", arch="llama", dtype="bfloat16")
+    (folder / "generation_config.json").unlink()
+    staged, fast = Recorder(progress=False), Recorder(progress=False)
+    load_staged(folder, LoadOptions(), staged)
+    load_fast(folder, LoadOptions(), fast)
+    assert _shared_stages(fast) == _shared_stages(staged)
+    assert "no generation_config.json" in _shared_stages(fast)["config"][1][0]
+    assert "vocab_size" in _shared_stages(fast)["tokenizer"][2]
+
+
+def test_a_missing_weight_is_reported_alike_by_both_views(tmp_path):
+    from safetensors.torch import load_file, save_file
+
+    from profiler.errors import UserError
+    from profiler.load.fast import load_fast
+
+    folder = make_tiny_model(tmp_path / "m", arch="llama", dtype="float32")
+    weights = load_file(str(folder / "model.safetensors"))
+    del weights["model.norm.weight"]
+    save_file(weights, str(folder / "model.safetensors"), metadata={"format": "pt"})
+    messages = []
+    for load in (load_staged, load_fast):
+        with pytest.raises(UserError) as e:
+            load(folder, LoadOptions(), Recorder(progress=False))
+        messages.append(str(e.value))
+    assert messages[0] == messages[1]
+    assert "model.norm.weight" in messages[0]
