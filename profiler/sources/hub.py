@@ -30,7 +30,6 @@ import fnmatch
 import os
 import re
 import stat
-import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -40,6 +39,7 @@ from pathlib import Path
 from typing import Any
 
 from profiler.errors import UserError
+from profiler.records.io import write_atomic
 
 # Everything a load reads besides the weights: config, generation config, tokenizer
 # (json/txt vocabularies, sentencepiece and tiktoken models, chat templates), and
@@ -303,12 +303,8 @@ def _write_ref(storage: Path, revision: str, sha: str) -> None:
     try:
         if ref.is_file() and ref.read_text().strip() == sha:
             return
-        ref.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=ref.parent, prefix=f".{ref.name}.", suffix=".tmp")
-        with os.fdopen(fd, "w") as f:
-            f.write(sha)
-        os.replace(tmp, ref)
-    except OSError:
+        write_atomic(ref, sha.encode())
+    except (OSError, UserError):
         pass  # a read-only cache still serves this run; only later lookups by name miss
 
 
