@@ -80,7 +80,7 @@ def load_native(
         model.eval()
 
     stages = tuple(rec.records[first:])
-    attribution, unattributed = _attribute(stages, on_cuda)
+    attribution, unattributed = attribute(stages, on_cuda)
     view = NativeView(
         stages=stages,
         load_kwargs={
@@ -106,7 +106,7 @@ def _model_bytes(model: Any) -> int:
     return total
 
 
-def _attribute(
+def attribute(
     stages: tuple[StageRecord, ...], on_cuda: bool
 ) -> tuple[dict[str, float | int | str], list[str]]:
     """Counters measured during the native stages, and what they cannot explain."""

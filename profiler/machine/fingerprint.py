@@ -56,7 +56,7 @@ def machine_fingerprint(folder: str | os.PathLike[str], device: str) -> dict[str
     if is_gpu(device):
         idx = int(device.split(":", 1)[1]) if ":" in device else 0
         fp["gpu_name"] = torch.cuda.get_device_name(idx)
-        fp["gpu_driver"] = nvml_driver_version()
+        fp["gpu_driver"], _why = nvml_driver_version()
     return fp
 
 

@@ -12,6 +12,7 @@ from pathlib import Path
 import psutil
 
 from profiler import __version__
+from profiler.measure.gpu import nvml_driver_version, pci_bus_id
 from profiler.records.run import Environment
 
 
@@ -68,21 +69,8 @@ def fingerprint(
             props = torch.cuda.get_device_properties(idx)
             gpu_name = props.name
             gpu_mem = int(props.total_memory)
-            try:
-                import pynvml
-
-                pynvml.nvmlInit()
-                driver = pynvml.nvmlSystemGetDriverVersion()
-                if isinstance(driver, bytes):
-                    driver = driver.decode()
-            except Exception:
-                driver = None
-            bus = getattr(props, "pci_bus_id", None)
-            if bus is not None:
-                pci = (
-                    f"{getattr(props, 'pci_domain_id', 0):08X}:{bus:02X}:"
-                    f"{getattr(props, 'pci_device_id', 0):02X}.0"
-                )
+            driver, _why = nvml_driver_version()  # the why reaches the run via GpuProbe
+            pci = pci_bus_id(props)
     else:
         torch_v = _version("torch")
     return Environment(
