@@ -126,7 +126,7 @@ def test_synthetic_sharded_safetensors_index(cache):
     from safetensors import safe_open
 
     from profiler.sources import resolve_local
-    from profiler.sources.presets import parse_size
+    from profiler.sources.sizes import parse_size
 
     r = resolve_local("synthetic:tiny", max_shard_size=TINY_SHARD)
     assert r is not None and r.build_s is not None

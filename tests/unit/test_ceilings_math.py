@@ -17,7 +17,6 @@ from profiler.analysis.decode_metrics import (
     prefill_mfu,
 )
 from profiler.analysis.rates import copy_gbps_of, fraction_of, gbps_of, matmul_tflops_of
-from profiler.commands.ceilings import parse_size
 from profiler.errors import UserError
 from profiler.machine.bounds import (
     attach_ceilings,
@@ -204,15 +203,7 @@ def test_ceiling_units_keep_gbps_and_tflops_apart() -> None:
     assert not skipped("h2d_pinned", GBPS, "no GPU").measured
 
 
-def test_sizes() -> None:
-    assert parse_size("2GiB") == 2 << 30
-    assert parse_size("512M") == 512 << 20
-    assert parse_size("1GB") == 10**9
-    assert parse_size("1.5g") == 3 << 29
-    assert parse_size("1048576") == 1 << 20
-    for bad in ("", "two", "5 parsecs", "-1G"):
-        with pytest.raises(UserError):
-            parse_size(bad)
+def test_probe_sizes_are_whole_blocks() -> None:
     assert round_size(BLOCK_BYTES + 1) == 2 * BLOCK_BYTES
     assert round_size(64 << 20) == 64 << 20
     with pytest.raises(UserError):
