@@ -373,9 +373,10 @@ def test_gguf_resolve_read_and_dequantize(bundled_model, tmp_path):
     from profiler.sources import gguf as g
     from profiler.sources import resolve_local
     from profiler.sources.bundled import bundled_gguf
+    from profiler.sources.gguf_meta import gguf_architecture
 
     path = bundled_gguf()
-    assert g.gguf_architecture(path) == "llama"
+    assert gguf_architecture(path) == "llama"
     r = resolve_local(str(path))
     assert r is not None and r.kind == "gguf" and r.gguf_file == path.name
     assert r.path == path.parent.resolve()
