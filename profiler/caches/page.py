@@ -1,24 +1,19 @@
-"""Control and verify the caches a model load goes through.
-
-Page cache (no root needed):
+"""Control and verify the page cache a model load reads through (no root needed).
 
 - :func:`residency` measures how much of each file the kernel holds in memory, with
   ``mincore(2)`` over a read-only shared mapping of the file;
 - :func:`evict` asks the kernel to drop a file's pages (``fsync`` then
   ``posix_fadvise(POSIX_FADV_DONTNEED)``) and measures again;
 - :func:`warm` reads every file once and measures again;
-- :func:`verify` turns a measurement into "is this really cold/warm" and a note.
+- :func:`verify` turns a measurement into "is this really cold/warm" and a note,
+  with the one pair of thresholds (``COLD_MAX_FRACTION``, ``WARM_MIN_FRACTION``).
+
+:func:`resident_in_fd` and :func:`evict_fd` do the same on an open file; the
+ceilings' disk probe uses them on its unlinked scratch file.
 
 Eviction is a request, not a guarantee: the kernel keeps pages that another process
 still maps, and some filesystems (tmpfs, some overlays, FUSE) ignore the advice. The
 caller decides what "cold" means from the *measured* fraction, never from the call.
-
-Hub cache: :func:`temporary_hub_cache` makes a fresh, empty cache folder and removes
-only that folder afterwards; :func:`hub_cache_env` gives the environment variables
-that point a *child process* at it. ``huggingface_hub`` reads these variables once,
-when it is first imported, so they must be in the environment before that import:
-set them for a subprocess (``subprocess.run(..., env=...)``), not with ``os.environ``
-in a process that may already have imported ``huggingface_hub`` or ``transformers``.
 """
 
 from __future__ import annotations

@@ -96,6 +96,8 @@ def find_checkpoint(folder: Path) -> Checkpoint:
 
 @dataclass(frozen=True)
 class TensorEntry:
+    """One tensor of a safetensors file: dtype, shape and its byte range in the file."""
+
     name: str
     dtype: str  # torch dtype name
     shape: tuple[int, ...]
@@ -105,6 +107,8 @@ class TensorEntry:
 
 @dataclass(frozen=True)
 class SafetensorsHeader:
+    """The parsed header of a safetensors file."""
+
     path: Path
     data_offset: int
     tensors: tuple[TensorEntry, ...]

@@ -20,6 +20,7 @@ from profiler.measure.h2d_trace import H2DTrace
 from profiler.measure.recorder import Recorder
 from profiler.records.run import NativeView
 from profiler.records.stage import StageRecord
+from profiler.run.device_kind import is_gpu
 
 
 def load_native(
@@ -36,7 +37,7 @@ def load_native(
 
     from profiler.load.common import model_class
 
-    on_cuda = options.device.startswith("cuda")
+    on_cuda = is_gpu(options.device)
     trace = on_cuda if trace_h2d is None else (trace_h2d and on_cuda)
     gguf = {"gguf_file": options.gguf_file} if options.gguf_file else {}
     first = len(rec.records)

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from profiler.errors import UserError
+from profiler.run.device_kind import is_gpu
 
 if TYPE_CHECKING:
     import torch
@@ -208,7 +209,7 @@ def read_to_device(
     chunks = chunk_plan(sizes, chunk_bytes)
     fds = [os.open(p, os.O_RDONLY) for p in paths]
     try:
-        if device.startswith("cuda"):
+        if is_gpu(device):
             run_shared(chunks, threads, _pinned_copier(fds, dst, device, chunk_bytes))
         else:
             read_chunks(fds, [byte_view(t) for t in dst], chunks, threads)

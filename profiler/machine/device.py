@@ -110,6 +110,8 @@ def better_pageable(
 
 
 def probe_gpu(device: str, plan: ProbePlan, say: Callable[[str], None]) -> list[Ceiling]:
+    """h2d_pageable, h2d_pinned, d2h_pinned and device_memory of ``device``, with sizes
+    cut to what its free memory allows."""
     import torch
 
     from profiler.machine.bandwidth import measure_memory_bandwidth
@@ -137,6 +139,7 @@ def probe_gpu(device: str, plan: ProbePlan, say: Callable[[str], None]) -> list[
 
 
 def probe_matmul(device: str, plan: ProbePlan, say: Callable[[str], None]) -> Ceiling:
+    """The bf16 matmul rate of ``device`` (CUDA events on a GPU, a rough CPU figure)."""
     import torch
 
     n = plan.matmul_n

@@ -1,4 +1,8 @@
-"""TODO: docstring."""
+"""The machine key of cached ceilings, and the folder measured by default.
+
+Ceilings depend on the hardware and on the filesystem the weights are read from, so
+the key names both; GPU identity comes from :mod:`profiler.measure.gpu`.
+"""
 
 from __future__ import annotations
 
@@ -61,5 +65,6 @@ def machine_fingerprint(folder: str | os.PathLike[str], device: str) -> dict[str
 
 
 def fingerprint_hash(fingerprint: Mapping[str, Any]) -> str:
+    """A short, stable hash of a fingerprint (the cache file's name)."""
     blob = json.dumps(dict(fingerprint), sort_keys=True, default=str).encode()
     return hashlib.sha256(blob).hexdigest()[:16]

@@ -14,6 +14,7 @@ import psutil
 from profiler import __version__
 from profiler.measure.gpu import nvml_driver_version, pci_bus_id
 from profiler.records.run import Environment
+from profiler.run.device_kind import is_gpu
 
 
 def _version(dist: str) -> str | None:
@@ -24,6 +25,7 @@ def _version(dist: str) -> str | None:
 
 
 def cpu_model() -> str:
+    """The CPU model name from /proc/cpuinfo, else what ``platform`` knows."""
     try:
         with open("/proc/cpuinfo") as f:
             for line in f:
@@ -64,7 +66,7 @@ def fingerprint(
     if torch is not None:
         torch_v = str(torch.__version__)
         cuda = torch.version.cuda
-        if device.startswith("cuda") and torch.cuda.is_available():
+        if is_gpu(device) and torch.cuda.is_available():
             idx = torch.device(device).index or 0
             props = torch.cuda.get_device_properties(idx)
             gpu_name = props.name

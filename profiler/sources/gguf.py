@@ -71,14 +71,6 @@ class GGUFContents:
         """Bytes of tensor data read from the file."""
         return sum(t.nbytes for t in self.tensors)
 
-    @property
-    def types(self) -> dict[str, int]:
-        """How many tensors of each GGML type, e.g. {"Q4_1": 211, "F32": 61}."""
-        counts: dict[str, int] = {}
-        for t in self.tensors:
-            counts[t.ggml_type] = counts.get(t.ggml_type, 0) + 1
-        return counts
-
 
 def read_gguf(path: str | Path) -> GGUFContents:
     """Parse a GGUF file and read all of its tensor data into memory.

@@ -389,7 +389,8 @@ def test_gguf_resolve_read_and_dequantize(bundled_model, tmp_path):
     contents = g.read_gguf(path)
     assert contents.architecture == "llama" and len(contents.tensors) == 272
     assert 0 < contents.nbytes < path.stat().st_size
-    assert set(contents.types) <= {"Q4_1", "Q8_0", "F32"} and "Q4_1" in contents.types
+    types = {t.ggml_type for t in contents.tensors}
+    assert types <= {"Q4_1", "Q8_0", "F32"} and "Q4_1" in types
     # The converted folder's config is what config_from_gguf gives; reading it from
     # there saves a second parse of the GGUF's 49k-token vocabulary.
     config = AutoConfig.from_pretrained(str(bundled_model.path))
