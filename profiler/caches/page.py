@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Literal
 
 from profiler.errors import UserError
+from profiler.load.read import read_scratch
 
 # The one definition of "cold" and "warm" for a measured residency: every verdict
 # on page-cache state (a run's label, the ceilings' disk and page-cache probes)
@@ -257,19 +258,21 @@ def evict_fd(fd: int) -> None:
 def warm(paths: Sequence[Path | str], chunk_bytes: int = 16 * 1024 * 1024) -> Residency:
     """Read every file once, so its pages are cached, then measure residency.
 
-    Reads go into one reusable buffer: warming a 15 GB model allocates
-    ``chunk_bytes``, not 15 GB.
+    Reads go into one reusable buffer (llmprof's reader, :func:`read_scratch`):
+    warming a 15 GB model allocates ``chunk_bytes``, not 15 GB.
     """
     files = _expand(paths)
     buf = bytearray(chunk_bytes)
-    view = memoryview(buf)
     for p in files:
         try:
-            with open(p, "rb", buffering=0) as f:
-                while f.readinto(view):
-                    pass
-        except OSError as e:
-            raise UserError(f"cannot read {p} to warm the page cache: {e.strerror}") from e
+            fd = os.open(p, os.O_RDONLY)
+            try:
+                read_scratch(fd, os.fstat(fd).st_size, [buf])
+            finally:
+                os.close(fd)
+        except (OSError, EOFError) as e:
+            why = getattr(e, "strerror", None) or str(e)
+            raise UserError(f"cannot read {p} to warm the page cache: {why}") from e
     return Residency(files=tuple(_measure(p) for p in files))
 
 
