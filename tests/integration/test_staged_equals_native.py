@@ -173,3 +173,33 @@ def test_a_missing_weight_is_reported_alike_by_both_views(tmp_path):
         messages.append(str(e.value))
     assert messages[0] == messages[1]
     assert "model.norm.weight" in messages[0]
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("view", ["staged", "staged-pinned", "fast"])
+def test_cuda_loads_equal_from_pretrained_on_the_device(tmp_path, view):
+    """On a GPU: the staged view (pageable and pinned) and the fast path (pinned
+    chunks, one stream per reader thread) give the model from_pretrained + .to()."""
+    if not torch.cuda.is_available():
+        pytest.skip("no CUDA device")
+    from profiler.load.fast import load_fast
+    from profiler.measure.gpu import GpuProbe
+
+    folder = make_tiny_model(
+        tmp_path / "m", arch="llama", dtype="bfloat16", tied=True, max_shard_size="100KB"
+    )
+    gpu = GpuProbe(0)
+    rec = Recorder(gpu=gpu, sync=torch.cuda.synchronize, progress=False)
+    options = LoadOptions(dtype="float16", device="cuda:0", pinned=view == "staged-pinned")
+    if view == "fast":
+        loaded = load_fast(folder, options, rec, threads=3, chunk_bytes=4096)
+    else:
+        loaded = load_staged(folder, options, rec)
+    native = _native(folder, "float16").to("cuda:0")
+    a, b = loaded.model.state_dict(), native.state_dict()
+    assert a.keys() == b.keys()
+    for k in a:
+        assert a[k].device == b[k].device and a[k].dtype == b[k].dtype, k
+        assert torch.equal(a[k], b[k]), k
+    assert gpu.pci_bus_id is not None and gpu.note is None
+    assert all(r.memory is None or r.memory.after.gpu_used_bytes for r in rec.records)
