@@ -1,4 +1,12 @@
-"""TODO: docstring."""
+"""A cold hub cache: a fresh, empty cache folder for one run, removed afterwards.
+
+:func:`temporary_hub_cache` makes the folder and removes only that folder, never
+the user's cache; :func:`hub_cache_env` gives the environment variables that point a
+*child process* at it. ``huggingface_hub`` reads these variables once, when it is
+first imported, so they must be in the environment before that import: set them for
+a subprocess (``subprocess.run(..., env=...)``), not with ``os.environ`` in a
+process that may already have imported ``huggingface_hub`` or ``transformers``.
+"""
 
 from __future__ import annotations
 
@@ -13,7 +21,6 @@ from pathlib import Path
 from profiler.errors import UserError
 
 
-# -- hub cache --------------------------------------------------------------------
 @contextmanager
 def temporary_hub_cache(parent: Path | None = None) -> Iterator[Path]:
     """A fresh, empty hub cache folder (with ``hub/`` and ``xet/``), removed afterwards.

@@ -1,24 +1,19 @@
-"""Control and verify the caches a model load goes through.
-
-Page cache (no root needed):
+"""Control and verify the page cache a model load reads through (no root needed).
 
 - :func:`residency` measures how much of each file the kernel holds in memory, with
   ``mincore(2)`` over a read-only shared mapping of the file;
 - :func:`evict` asks the kernel to drop a file's pages (``fsync`` then
   ``posix_fadvise(POSIX_FADV_DONTNEED)``) and measures again;
 - :func:`warm` reads every file once and measures again;
-- :func:`verify` turns a measurement into "is this really cold/warm" and a note.
+- :func:`verify` turns a measurement into "is this really cold/warm" and a note,
+  with the one pair of thresholds (``COLD_MAX_FRACTION``, ``WARM_MIN_FRACTION``).
+
+:func:`resident_in_fd` and :func:`evict_fd` do the same on an open file; the
+ceilings' disk probe uses them on its unlinked scratch file.
 
 Eviction is a request, not a guarantee: the kernel keeps pages that another process
 still maps, and some filesystems (tmpfs, some overlays, FUSE) ignore the advice. The
 caller decides what "cold" means from the *measured* fraction, never from the call.
-
-Hub cache: :func:`temporary_hub_cache` makes a fresh, empty cache folder and removes
-only that folder afterwards; :func:`hub_cache_env` gives the environment variables
-that point a *child process* at it. ``huggingface_hub`` reads these variables once,
-when it is first imported, so they must be in the environment before that import:
-set them for a subprocess (``subprocess.run(..., env=...)``), not with ``os.environ``
-in a process that may already have imported ``huggingface_hub`` or ``transformers``.
 """
 
 from __future__ import annotations
@@ -33,7 +28,13 @@ from pathlib import Path
 from typing import Literal
 
 from profiler.errors import UserError
+from profiler.load.read import read_scratch
 
+# The one definition of "cold" and "warm" for a measured residency: every verdict
+# on page-cache state (a run's label, the ceilings' disk and page-cache probes)
+# compares against these. A small margin on each side, so that a few pages read
+# back (or dropped) between the eviction or warm-up and the measurement do not flip
+# the verdict.
 COLD_MAX_FRACTION = 0.02
 
 
@@ -123,11 +124,12 @@ def _c() -> ctypes.CDLL:
     return _libc
 
 
-def _resident_in_fd(fd: int, size: int) -> int:
-    """Bytes of the open file ``fd`` (of ``size`` bytes) that are in the page cache.
+def resident_in_fd(fd: int, size: int) -> int:
+    """Bytes of the first ``size`` bytes of the open file ``fd`` in the page cache.
 
     A page counts for the file bytes it covers, so the last, partial page of a file
     counts only up to the end of the file and a fully cached file gives ``size``.
+    OSError when the file cannot be mapped (some FUSE filesystems).
     """
     libc = _c()
     resident = 0
@@ -204,7 +206,7 @@ def _measure(p: Path) -> FileResidency:
         ) from e
     try:
         size = os.fstat(fd).st_size
-        resident = _resident_in_fd(fd, size) if size else 0
+        resident = resident_in_fd(fd, size) if size else 0
     except OSError as e:
         raise UserError(
             f"cannot measure page-cache residency of {p} ({e.strerror or e}): "
@@ -238,32 +240,39 @@ def evict(paths: Sequence[Path | str]) -> Residency:
         except OSError as e:
             raise UserError(f"cannot open {p} to evict it from the page cache: {e.strerror}") from e
         try:
-            try:
-                os.fsync(fd)
-            except OSError:
-                pass  # some filesystems refuse fsync on read-only fds; advise anyway
-            os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+            evict_fd(fd)
         finally:
             os.close(fd)
     return Residency(files=tuple(_measure(p) for p in files))
 
 
+def evict_fd(fd: int) -> None:
+    """Ask the kernel to drop the pages of the open file ``fd`` (see :func:`evict`)."""
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass  # some filesystems refuse fsync on read-only fds; advise anyway
+    os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+
+
 def warm(paths: Sequence[Path | str], chunk_bytes: int = 16 * 1024 * 1024) -> Residency:
     """Read every file once, so its pages are cached, then measure residency.
 
-    Reads go into one reusable buffer: warming a 15 GB model allocates
-    ``chunk_bytes``, not 15 GB.
+    Reads go into one reusable buffer (llmprof's reader, :func:`read_scratch`):
+    warming a 15 GB model allocates ``chunk_bytes``, not 15 GB.
     """
     files = _expand(paths)
     buf = bytearray(chunk_bytes)
-    view = memoryview(buf)
     for p in files:
         try:
-            with open(p, "rb", buffering=0) as f:
-                while f.readinto(view):
-                    pass
-        except OSError as e:
-            raise UserError(f"cannot read {p} to warm the page cache: {e.strerror}") from e
+            fd = os.open(p, os.O_RDONLY)
+            try:
+                read_scratch(fd, os.fstat(fd).st_size, [buf])
+            finally:
+                os.close(fd)
+        except (OSError, EOFError) as e:
+            why = getattr(e, "strerror", None) or str(e)
+            raise UserError(f"cannot read {p} to warm the page cache: {why}") from e
     return Residency(files=tuple(_measure(p) for p in files))
 
 

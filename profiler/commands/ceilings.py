@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 import sys
 from pathlib import Path
 
@@ -12,35 +11,12 @@ from profiler.errors import UserError
 from profiler.machine.cache import lookup
 from profiler.machine.fingerprint import default_folder
 from profiler.records.ceilings import Ceilings
+from profiler.sources.sizes import parse_size
 
 HELP = (
     "measure what this machine can move: cold disk and page-cache reads, host memory, "
     "host<->GPU copies, GPU memory and matmul rate. Cached per machine"
 )
-
-_UNITS = {
-    "": 1,
-    "b": 1,
-    "k": 1 << 10,
-    "kb": 1000,
-    "kib": 1 << 10,
-    "m": 1 << 20,
-    "mb": 1000**2,
-    "mib": 1 << 20,
-    "g": 1 << 30,
-    "gb": 1000**3,
-    "gib": 1 << 30,
-}
-
-
-def parse_size(text: str) -> int:
-    """``"2GiB"``, ``"512M"``, ``"1.5g"`` or a byte count → bytes (K/M/G alone are
-    binary units, KB/MB/GB decimal)."""
-    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([a-zA-Z]*)\s*", text)
-    unit = m.group(2).lower() if m else None
-    if m is None or unit not in _UNITS:
-        raise UserError(f"--size {text!r} is not a size: write e.g. 2GiB, 512MiB or 1073741824")
-    return int(float(m.group(1)) * _UNITS[unit])
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -115,7 +91,7 @@ def run(args: argparse.Namespace) -> int:
         import torch
 
         device = "cuda" if torch.cuda.is_available() else "cpu"
-    size = parse_size(args.size) if args.size is not None else None
+    size = parse_size(args.size, "--size") if args.size is not None else None
 
     def progress(msg: str) -> None:
         print(f"llmprof ceilings: {msg}", file=sys.stderr, flush=True)

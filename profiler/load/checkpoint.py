@@ -14,7 +14,7 @@ import struct
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from profiler.errors import UserError
 
@@ -96,6 +96,8 @@ def find_checkpoint(folder: Path) -> Checkpoint:
 
 @dataclass(frozen=True)
 class TensorEntry:
+    """One tensor of a safetensors file: dtype, shape and its byte range in the file."""
+
     name: str
     dtype: str  # torch dtype name
     shape: tuple[int, ...]
@@ -105,6 +107,8 @@ class TensorEntry:
 
 @dataclass(frozen=True)
 class SafetensorsHeader:
+    """The parsed header of a safetensors file."""
+
     path: Path
     data_offset: int
     tensors: tuple[TensorEntry, ...]
@@ -170,6 +174,25 @@ def tensors_from_buffer(
     return out, copied
 
 
+def state_from_buffers(
+    headers: Sequence[SafetensorsHeader], buffers: Sequence[torch.Tensor]
+) -> tuple[dict[str, torch.Tensor], int]:
+    """Tensors of every file as views into its buffer (:func:`tensors_from_buffer`);
+    returns them and the bytes copied because a tensor was misaligned."""
+    state: dict[str, torch.Tensor] = {}
+    copied = 0
+    for h, buf in zip(headers, buffers, strict=True):
+        views, c = tensors_from_buffer(h, buf)
+        state.update(views)
+        copied += c
+    return state, copied
+
+
+def misaligned_note(copied: int) -> list[str]:
+    """The run note for :func:`state_from_buffers`' copied bytes (none when 0)."""
+    return [f"{copied} bytes of misaligned tensors were copied during the read"] if copied else []
+
+
 def dominant_dtype(headers: Sequence[SafetensorsHeader]) -> str | None:
     """The dtype most weight bytes are stored in."""
     by_dtype: dict[str, int] = {}
@@ -188,21 +211,3 @@ def storage_dtype(folder: Path) -> str | None:
     if ckpt.fmt != "safetensors":
         return None
     return dominant_dtype([read_safetensors_header(f) for f in ckpt.files])
-
-
-def parameter_count(headers: Sequence[SafetensorsHeader]) -> int:
-    n = 0
-    for h in headers:
-        for t in h.tensors:
-            c = 1
-            for d in t.shape:
-                c *= d
-            n += c
-    return n
-
-
-def json_load(path: Path) -> Any:
-    try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError) as e:
-        raise UserError(f"{path}: unreadable JSON ({e}): re-download the model") from e

@@ -1,4 +1,11 @@
-"""TODO: docstring."""
+"""What the staged view and the fast path share: options, result, and the stages
+that do not depend on how the weight bytes were read.
+
+Both views run the same tokenizer, config, model_init, dtype_cast, attach and eval
+stages from here, so the two differ only where they mean to (how the bytes get to
+the device) and their stage tables compare like for like. The native view does
+not use them: it times plain ``from_pretrained`` as users call it.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from profiler.errors import UserError
 from profiler.measure.recorder import Recorder
+from profiler.run.device_kind import is_gpu
 
 if TYPE_CHECKING:
     import torch
@@ -18,6 +26,8 @@ DTYPES = ("auto", "float32", "float16", "bfloat16")
 
 @dataclass(frozen=True)
 class LoadOptions:
+    """How to load: dtype asked for, device, reader threads, pinned staging, GGUF file."""
+
     dtype: str = "auto"
     device: str = "cpu"
     read_threads: int = 4
@@ -57,21 +67,20 @@ def resolve_dtype(requested: str, config: Any, stored: str | None) -> str:
 
 
 def first_float_dtype(tensors: dict[str, torch.Tensor]) -> str | None:
+    """The dtype name of the first floating-point tensor, or None."""
     for t in tensors.values():
         if t.is_floating_point():
-            return str(t.dtype).replace("torch.", "")
+            return dtype_name_of(t.dtype)
     return None
 
 
-def _sync_for(device: str) -> Any:
-    if device.startswith("cuda"):
-        import torch
-
-        return torch.cuda.synchronize
-    return None
+def dtype_name_of(dtype: torch.dtype) -> str:
+    """``torch.bfloat16`` → ``"bfloat16"``."""
+    return str(dtype).replace("torch.", "")
 
 
 def load_tokenizer(folder: Path, options: LoadOptions, auto: Any) -> Any:
+    """``auto.from_pretrained`` on the folder (and GGUF file); UserError when it fails."""
     try:
         if options.gguf_file:
             return auto.from_pretrained(folder, gguf_file=options.gguf_file)
@@ -81,6 +90,34 @@ def load_tokenizer(folder: Path, options: LoadOptions, auto: Any) -> Any:
             f"{folder}: cannot load the tokenizer ({str(e).splitlines()[0][:200]})"
             ": check the tokenizer files"
         ) from e
+
+
+def tokenizer_stage(folder: Path, options: LoadOptions, rec: Recorder) -> Any:
+    """The ``tokenizer`` stage: load it, and give it a pad token when it has none."""
+    from transformers import AutoTokenizer
+
+    with rec.stage("tokenizer") as st:
+        tokenizer = load_tokenizer(folder, options, AutoTokenizer)
+        st.counters["vocab_size"] = len(tokenizer)
+        if tokenizer.pad_token is None and tokenizer.eos_token is not None:
+            # As the seed tutorial does: generate() needs a pad token for batches.
+            tokenizer.pad_token = tokenizer.eos_token
+    return tokenizer
+
+
+def config_stage(folder: Path, options: LoadOptions, rec: Recorder) -> tuple[Any, Any]:
+    """The ``config`` stage: (model config, generation config or None)."""
+    from transformers import AutoConfig, GenerationConfig
+
+    gguf = {"gguf_file": options.gguf_file} if options.gguf_file else {}
+    with rec.stage("config") as st:
+        config = AutoConfig.from_pretrained(folder, **gguf)
+        try:
+            gen_config = GenerationConfig.from_pretrained(folder)
+        except OSError:
+            gen_config = None
+            st.note("no generation_config.json: generate() uses defaults from config")
+    return config, gen_config
 
 
 def model_class(config: Any) -> Any:
@@ -118,11 +155,29 @@ def init_on_meta(config: Any, dtype: torch.dtype) -> Any:
             ) from e
 
 
+def model_init_stage(
+    config: Any,
+    dtype: torch.dtype,
+    gen_config: Any,
+    rec: Recorder,
+    note: str = "parameters on the meta device (no memory, no random init); buffers on CPU",
+) -> Any:
+    """The ``model_init`` stage (:func:`init_on_meta`); the generation config is set
+    after it, outside the stage."""
+    with rec.stage("model_init") as st:
+        model = init_on_meta(config, dtype)
+        st.note(note)
+    if gen_config is not None:
+        model.generation_config = gen_config
+    return model
+
+
 def attach_state(model: Any, state: dict[str, torch.Tensor]) -> tuple[set[str], set[str]]:
     """Make the loaded tensors the model's parameters (no copy), then tie weights.
 
     Old checkpoints (GPT-2) store keys without the base-model prefix; they are
-    mapped the way transformers maps them.
+    mapped the way transformers maps them. Returns (parameters still on the meta
+    device, checkpoint keys the model did not take).
     """
     expected = set(model.state_dict().keys())
     prefix = getattr(model, "base_model_prefix", "")
@@ -137,7 +192,60 @@ def attach_state(model: Any, state: dict[str, torch.Tensor]) -> tuple[set[str], 
 
 
 def unique_param_count(model: Any) -> int:
+    """Parameters of the model, tied ones once (``parameters()`` skips duplicates)."""
     return sum(p.numel() for p in model.parameters())
+
+
+def cast_stage(
+    state: dict[str, torch.Tensor], dtype: torch.dtype, rec: Recorder, device: str | None = None
+) -> None:
+    """The ``dtype_cast`` stage: floating-point tensors not in ``dtype`` are cast in
+    place in ``state``. ``device`` None: on the CPU before any copy, as
+    ``from_pretrained`` does; else on that device, where the weights already are."""
+    to_cast = [k for k, t in state.items() if t.is_floating_point() and t.dtype != dtype]
+    if not to_cast:
+        rec.skip("dtype_cast", f"weights are already stored as {dtype_name_of(dtype)}")
+        return
+    where = "the CPU" if device is None else "the device"
+    with rec.stage("dtype_cast", f"bytes of source tensors cast on {where}") as st:
+        src_dtypes = sorted({dtype_name_of(state[k].dtype) for k in to_cast})
+        out_bytes = 0
+        for k in to_cast:
+            t = state[k]
+            st.add_bytes(t.numel() * t.element_size())
+            state[k] = t.to(dtype)
+            out_bytes += state[k].numel() * state[k].element_size()
+        st.counters["bytes_out"] = out_bytes  # cast traffic = bytes in + bytes out
+        st.counters["on_device"] = int(device is not None and is_gpu(device))
+        st.counters["tensors"] = len(to_cast)
+        on = "the CPU" if device is None else f"{device}, where the weights already are"
+        st.note(f"{'/'.join(src_dtypes)} → {dtype_name_of(dtype)} on {on}")
+
+
+def attach_stage(model: Any, state: dict[str, torch.Tensor], device: str, rec: Recorder) -> None:
+    """The ``attach`` stage (:func:`attach_state`, then buffers moved to ``device``)
+    and the ``eval`` stage. UserError when the checkpoint lacks weights."""
+    import torch
+
+    dev = torch.device(device)
+    with rec.stage("attach", "bytes of non-persistent buffers moved") as st:
+        missing, unexpected = attach_state(model, state)
+        moved = 0
+        for _, buf in model.named_buffers():
+            if buf.device != dev:
+                moved += buf.numel() * buf.element_size()
+        if moved:
+            model.to(dev)  # parameters are already there; this moves buffers only
+        st.bytes = moved
+        if unexpected:
+            st.note(f"{len(unexpected)} checkpoint keys unused (e.g. {sorted(unexpected)[0]})")
+        if missing:
+            raise UserError(
+                f"checkpoint lacks {len(missing)} weights the model needs (e.g. "
+                f"{sorted(missing)[0]}): the folder does not match its config.json"
+            )
+    with rec.stage("eval"):
+        model.eval()
 
 
 def cast_copy_attach(
@@ -148,30 +256,14 @@ def cast_copy_attach(
     rec: Recorder,
     pinned: bool,
 ) -> None:
-    import torch
-
-    # dtype_cast on the CPU, as from_pretrained does before any device copy.
-    to_cast = [k for k, t in state.items() if t.is_floating_point() and t.dtype != dtype]
-    if not to_cast:
-        rec.skip("dtype_cast", f"weights are already stored as {str(dtype).replace('torch.', '')}")
-    else:
-        with rec.stage("dtype_cast", "bytes of source tensors cast on the CPU") as st:
-            src_dtypes = sorted({str(state[k].dtype).replace("torch.", "") for k in to_cast})
-            out_bytes = 0
-            for k in to_cast:
-                t = state[k]
-                st.add_bytes(t.numel() * t.element_size())
-                state[k] = t.to(dtype)
-                out_bytes += state[k].numel() * state[k].element_size()
-            st.counters["bytes_out"] = out_bytes  # cast traffic = bytes in + bytes out
-            st.counters["on_device"] = 0
-            st.note(f"{'/'.join(src_dtypes)} → {str(dtype).replace('torch.', '')} on the CPU")
-            st.counters["tensors"] = len(to_cast)
-
-    device = torch.device(options.device)
-    if device.type == "cpu":
+    """The staged view's last stages: dtype_cast on the CPU, h2d_copy, attach, eval."""
+    cast_stage(state, dtype, rec)
+    if not is_gpu(options.device):
         rec.skip("h2d_copy", "device is cpu: weights stay in host memory")
     else:
+        import torch
+
+        device = torch.device(options.device)
         with rec.stage("h2d_copy", "bytes copied host → device") as st:
             st.counters["pinned"] = int(pinned)
             st.counters["tensors"] = len(state)
@@ -179,23 +271,4 @@ def cast_copy_attach(
                 st.add_bytes(t.numel() * t.element_size())
                 state[k] = t.to(device, non_blocking=pinned)
             st.note(("from pinned" if pinned else "from pageable") + " host memory, synchronized")
-
-    with rec.stage("attach", "bytes of non-persistent buffers moved") as st:
-        missing, unexpected = attach_state(model, state)
-        moved = 0
-        for _, buf in model.named_buffers():
-            if buf.device != device:
-                moved += buf.numel() * buf.element_size()
-        if moved:
-            model.to(device)  # parameters are already there; this moves buffers only
-        st.bytes = moved
-        if unexpected:
-            st.note(f"{len(unexpected)} checkpoint keys unused (e.g. {sorted(unexpected)[0]})")
-        if missing:
-            raise UserError(
-                f"checkpoint lacks {len(missing)} weights the model needs (e.g. "
-                f"{sorted(missing)[0]}): the folder does not match its config.json"
-            )
-
-    with rec.stage("eval"):
-        model.eval()
+    attach_stage(model, state, options.device, rec)

@@ -1,23 +1,32 @@
-"""TODO: docstring."""
+"""The staged view of a GGUF checkpoint: read, dequantize, then the usual stages.
+
+transformers loads a ``.gguf`` by dequantizing every tensor to float. Here the read
+(through the page cache, with llmprof's reader) and the dequantization are stages of
+their own, and the model is built on the meta device afterwards, once the
+dequantized dtype is known; cast, copy and attach are the staged view's.
+"""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from profiler.measure.recorder import Recorder
-
-if TYPE_CHECKING:
-    import torch
 from profiler.load.common import (
     Loaded,
     LoadOptions,
     cast_copy_attach,
     first_float_dtype,
-    init_on_meta,
+    model_init_stage,
     resolve_dtype,
     unique_param_count,
 )
+from profiler.load.read import read_scratch
+from profiler.measure.recorder import Recorder
+
+# The read buffer is reused: the bytes are wanted in the page cache, not in the
+# process (dequantize reads the file again through its own mapping).
+READ_BUFFER_BYTES = 64 * 1024 * 1024
 
 
 def load_gguf_staged(
@@ -32,8 +41,12 @@ def load_gguf_staged(
     path = folder / str(options.gguf_file)
     size = path.stat().st_size
     with rec.stage("weight_read", "bytes read from the GGUF file") as st:
-        buf = torch.empty(min(size, 64 * 1024 * 1024), dtype=torch.uint8)
-        st.add_bytes(_read_through(path, buf))
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            read_scratch(fd, size, [bytearray(min(size, READ_BUFFER_BYTES) or 1)])
+        finally:
+            os.close(fd)
+        st.add_bytes(size)
         st.note("read through the page cache; dequantize then reads the mapped file from memory")
     with rec.stage("dequantize", "bytes of dequantized tensors produced") as st:
         state = gguf_src.dequantize(gguf_src.read_gguf(path))
@@ -41,33 +54,17 @@ def load_gguf_staged(
     stored = first_float_dtype(state)
     dtype_name = resolve_dtype(options.dtype, config, stored)
     dtype = getattr(torch, dtype_name)
-    with rec.stage("model_init") as st:
-        model = init_on_meta(config, dtype)
-        st.note("parameters on the meta device; built after dequantize for GGUF")
-    if gen_config is not None:
-        model.generation_config = gen_config
+    note = "parameters on the meta device; built after dequantize for GGUF"
+    model = model_init_stage(config, dtype, gen_config, rec, note)
     cast_copy_attach(model, state, dtype, options, rec, pinned=False)
     return Loaded(
-        model,
-        tokenizer,
-        config,
-        dtype_name,
-        "gguf",
-        (str(path),),
-        size,
-        "gguf",
-        unique_param_count(model),
+        model=model,
+        tokenizer=tokenizer,
+        config=config,
+        dtype_resolved=dtype_name,
+        weight_format="gguf",
+        weight_files=(str(path),),
+        weight_bytes=size,
+        storage_dtype="gguf",
+        num_parameters=unique_param_count(model),
     )
-
-
-def _read_through(path: Path, buf: torch.Tensor) -> int:
-    """Read a file sequentially through a small buffer (the data stays in the page
-    cache for the mmap that reads it next)."""
-    view = memoryview(buf.numpy()).cast("B")
-    total = 0
-    with open(path, "rb", buffering=0) as f:
-        while True:
-            n = f.readinto(view)
-            if not n:
-                return total
-            total += n

@@ -20,6 +20,7 @@ from profiler.measure.h2d_trace import H2DTrace
 from profiler.measure.recorder import Recorder
 from profiler.records.run import NativeView
 from profiler.records.stage import StageRecord
+from profiler.run.device_kind import is_gpu
 
 
 def load_native(
@@ -36,7 +37,7 @@ def load_native(
 
     from profiler.load.common import model_class
 
-    on_cuda = options.device.startswith("cuda")
+    on_cuda = is_gpu(options.device)
     trace = on_cuda if trace_h2d is None else (trace_h2d and on_cuda)
     gguf = {"gguf_file": options.gguf_file} if options.gguf_file else {}
     first = len(rec.records)
@@ -80,7 +81,7 @@ def load_native(
         model.eval()
 
     stages = tuple(rec.records[first:])
-    attribution, unattributed = _attribute(stages, on_cuda)
+    attribution, unattributed = attribute(stages, on_cuda)
     view = NativeView(
         stages=stages,
         load_kwargs={
@@ -106,7 +107,7 @@ def _model_bytes(model: Any) -> int:
     return total
 
 
-def _attribute(
+def attribute(
     stages: tuple[StageRecord, ...], on_cuda: bool
 ) -> tuple[dict[str, float | int | str], list[str]]:
     """Counters measured during the native stages, and what they cannot explain."""

@@ -1,18 +1,168 @@
-"""TODO: docstring."""
+"""Parallel ``pread``: the one reader behind every bulk read llmprof times.
+
+The staged view's ``weight_read``, the fast path's ``read_copy`` (into host memory on
+the CPU, through pinned chunks on CUDA), the GGUF read and the ceilings' disk and
+page-cache probes all read with :func:`pread_exact` on the workers of
+:func:`run_shared`. A stage and the ceiling it is compared with therefore issue the
+same requests the same way, and a fix to the reader reaches both.
+
+Work is cut into :class:`Chunk` s by :func:`chunk_plan` and handed out in file order,
+so a few threads read nearly sequentially. A worker that fails stops the others
+after their current chunk; the first error is raised in the caller.
+"""
 
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from profiler.errors import UserError
+from profiler.run.device_kind import is_gpu
 
 if TYPE_CHECKING:
     import torch
-import threading
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Chunk:
+    """One read request: ``length`` bytes of file number ``file`` at ``offset``."""
+
+    file: int
+    offset: int
+    length: int
+
+
+def chunk_plan(sizes: Sequence[int], chunk_bytes: int) -> list[Chunk]:
+    """Chunks of at most ``chunk_bytes`` covering every file, in file order."""
+    if chunk_bytes <= 0:
+        raise ValueError(f"chunk_bytes must be positive, not {chunk_bytes}")
+    return [
+        Chunk(i, off, min(chunk_bytes, size - off))
+        for i, size in enumerate(sizes)
+        for off in range(0, size, chunk_bytes)
+    ]
+
+
+def byte_view(buffer: torch.Tensor) -> memoryview:
+    """The bytes of a contiguous CPU tensor as a writable ``memoryview`` (no copy)."""
+    return buffer.numpy().data.cast("B")
+
+
+def pread_exact(fd: int, view: memoryview, offset: int) -> None:
+    """Fill ``view`` from ``fd`` at ``offset``; EOFError when the file ends first.
+
+    ``preadv`` into the caller's memory: no intermediate buffer, and with an
+    ``O_DIRECT`` descriptor the request goes to the device as it is (the caller
+    then owns the alignment of ``view``, ``offset`` and its length).
+    """
+    done = 0
+    while done < len(view):
+        got = os.preadv(fd, [view[done:]], offset + done)
+        if got <= 0:
+            raise EOFError(f"file ended at byte {offset + done}, {len(view) - done} bytes short")
+        done += got
+
+
+class _Feed(Generic[T]):
+    """Items handed out once each, in order, to any number of threads."""
+
+    def __init__(self, items: Sequence[T]) -> None:
+        self._items = items
+        self._next = 0
+        self._lock = threading.Lock()
+        self.stopped = False
+
+    def __iter__(self) -> Iterator[T]:
+        return self
+
+    def __next__(self) -> T:
+        with self._lock:
+            if self.stopped or self._next >= len(self._items):
+                raise StopIteration
+            item = self._items[self._next]
+            self._next += 1
+            return item
+
+
+def run_shared(
+    items: Sequence[T], threads: int, worker: Callable[[int, Iterator[T]], None]
+) -> None:
+    """Run ``worker(index, feed)`` on ``threads`` threads sharing one feed of ``items``.
+
+    Each worker loops over the feed (which hands every item to exactly one of them)
+    and may keep per-thread state: its own buffer, CUDA stream, ... With one thread
+    the worker runs in the caller's thread. The first error of any worker is raised
+    here once all have stopped.
+    """
+    feed = _Feed(items)
+    if threads <= 1:
+        worker(0, feed)
+        return
+    errors: list[BaseException] = []
+
+    def guarded(i: int) -> None:
+        try:
+            worker(i, feed)
+        except BaseException as e:  # raised in the caller below
+            feed.stopped = True
+            errors.append(e)
+
+    pool = [
+        threading.Thread(target=guarded, args=(i,), name=f"llmprof-read-{i}")
+        for i in range(threads)
+    ]
+    for t in pool:
+        t.start()
+    for t in pool:
+        t.join()
+    if errors:
+        raise errors[0]
+
+
+def read_chunks(
+    fds: Sequence[int],
+    dests: Sequence[memoryview],
+    chunks: Sequence[Chunk],
+    threads: int,
+    on_bytes: Callable[[int], None] | None = None,
+) -> int:
+    """Read each chunk to the same offset of its file's destination; returns bytes read.
+
+    The destinations stay (memory a loader keeps); :func:`read_scratch` is the
+    variant that reads into reused per-thread buffers.
+    """
+
+    def worker(_i: int, feed: Iterator[Chunk]) -> None:
+        for c in feed:
+            pread_exact(fds[c.file], dests[c.file][c.offset : c.offset + c.length], c.offset)
+            if on_bytes is not None:
+                on_bytes(c.length)
+
+    run_shared(chunks, threads, worker)
+    return sum(c.length for c in chunks)
+
+
+def read_scratch(fd: int, size: int, buffers: Sequence[Any]) -> None:
+    """Read ``[0, size)`` of ``fd``, each thread into its own reused buffer.
+
+    One thread per buffer; requests are the buffers' length. Used where the bytes
+    are not kept (the disk and GGUF reads): with page-aligned buffers (anonymous
+    ``mmap``) and sizes that are whole buffers it also serves ``O_DIRECT``.
+    """
+    views = [memoryview(b).cast("B") for b in buffers]
+    chunks = chunk_plan([size], len(views[0]))
+
+    def worker(i: int, feed: Iterator[Chunk]) -> None:
+        for c in feed:
+            pread_exact(fd, views[i][: c.length], c.offset)
+
+    run_shared(chunks, len(views), worker)
 
 
 def read_file_into(
@@ -32,114 +182,70 @@ def read_file_into(
     size = path.stat().st_size
     if size == 0:
         return 0
-    view = memoryview(buffer.numpy()).cast("B")
     fd = os.open(path, os.O_RDONLY)
     try:
-
-        def work(offset: int) -> int:
-            n = min(chunk_bytes, size - offset)
-            done = 0
-            while done < n:
-                got = os.preadv(fd, [view[offset + done : offset + n]], offset + done)
-                if got <= 0:
-                    raise UserError(f"{path}: file ended early while reading: re-download it")
-                done += got
-            if on_bytes is not None:
-                on_bytes(n)
-            return n
-
-        offsets = range(0, size, chunk_bytes)
-        if threads <= 1:
-            total = sum(work(o) for o in offsets)
-        else:
-            with ThreadPoolExecutor(max_workers=threads) as pool:
-                total = sum(pool.map(work, offsets))
+        return read_chunks(
+            [fd], [byte_view(buffer)], chunk_plan([size], chunk_bytes), threads, on_bytes
+        )
+    except EOFError as e:
+        raise UserError(f"{path}: file ended early while reading: re-download it") from e
     finally:
         os.close(fd)
-    return total
-
-
-def chunk_plan(sizes: Sequence[int], chunk: int) -> list[tuple[int, int, int]]:
-    """(file index, offset, length) chunks covering every file, in file order."""
-    out: list[tuple[int, int, int]] = []
-    for i, size in enumerate(sizes):
-        out.extend((i, off, min(chunk, size - off)) for off in range(0, size, chunk))
-    return out
 
 
 def read_to_device(
-    paths: Sequence[Path],
-    device: str,
-    *,
-    threads: int,
-    chunk_bytes: int,
+    paths: Sequence[Path], device: str, *, threads: int, chunk_bytes: int
 ) -> list[torch.Tensor]:
-    """Read every file into one device (or host) uint8 tensor per file."""
+    """Read every file into one device (or host) uint8 tensor per file.
+
+    On the CPU the chunks land directly in the host tensors. On CUDA each worker
+    reads into two pinned buffers of its own and copies each to the device on its
+    own stream, so the next read overlaps the previous copy.
+    """
     import torch
 
     sizes = [p.stat().st_size for p in paths]
-    on_cuda = device.startswith("cuda")
     dst = [torch.empty(s, dtype=torch.uint8, device=device) for s in sizes]
-    plan = chunk_plan(sizes, chunk_bytes)
+    chunks = chunk_plan(sizes, chunk_bytes)
     fds = [os.open(p, os.O_RDONLY) for p in paths]
-    errors: list[BaseException] = []
-    lock = threading.Lock()
-    next_index = [0]
-
-    def take() -> tuple[int, int, int] | None:
-        with lock:
-            if next_index[0] >= len(plan):
-                return None
-            item = plan[next_index[0]]
-            next_index[0] += 1
-            return item
-
-    def pread_into(fd: int, view: memoryview, offset: int) -> None:
-        done = 0
-        while done < len(view):
-            got = os.preadv(fd, [view[done:]], offset + done)
-            if got <= 0:
-                raise UserError("checkpoint file ended early while reading: re-download it")
-            done += got
-
-    def worker() -> None:
-        try:
-            if not on_cuda:
-                while (item := take()) is not None:
-                    f, off, n = item
-                    view = memoryview(dst[f].numpy()).cast("B")[off : off + n]
-                    pread_into(fds[f], view, off)
-                return
-            stream = torch.cuda.Stream(device=device)
-            bufs = [torch.empty(chunk_bytes, dtype=torch.uint8, pin_memory=True) for _ in range(2)]
-            done_events: list[Any] = [None, None]
-            k = 0
-            while (item := take()) is not None:
-                f, off, n = item
-                slot = k % 2
-                if done_events[slot] is not None:
-                    done_events[slot].synchronize()  # the copy out of this buffer finished
-                buf = bufs[slot]
-                pread_into(fds[f], memoryview(buf.numpy()).cast("B")[:n], off)
-                with torch.cuda.stream(stream):
-                    dst[f][off : off + n].copy_(buf[:n], non_blocking=True)
-                    ev = torch.cuda.Event()
-                    ev.record(stream)
-                done_events[slot] = ev
-                k += 1
-            stream.synchronize()
-        except BaseException as e:  # surfaced after join
-            errors.append(e)
-
-    pool = [threading.Thread(target=worker, name=f"llmprof-read-{i}") for i in range(threads)]
     try:
-        for t in pool:
-            t.start()
-        for t in pool:
-            t.join()
+        if is_gpu(device):
+            run_shared(chunks, threads, _pinned_copier(fds, dst, device, chunk_bytes))
+        else:
+            read_chunks(fds, [byte_view(t) for t in dst], chunks, threads)
+    except EOFError as e:
+        raise UserError(
+            f"{paths[0].parent}: a checkpoint file ended early while reading: re-download it"
+        ) from e
     finally:
         for fd in fds:
             os.close(fd)
-    if errors:
-        raise errors[0]
     return dst
+
+
+def _pinned_copier(
+    fds: Sequence[int], dst: Sequence[torch.Tensor], device: str, chunk_bytes: int
+) -> Callable[[int, Iterator[Chunk]], None]:
+    """The CUDA worker of :func:`read_to_device`: pread into pinned double buffers,
+    async copy to the device on the worker's own stream."""
+    import torch
+
+    def worker(_i: int, feed: Iterator[Chunk]) -> None:
+        stream = torch.cuda.Stream(device=device)
+        bufs = [torch.empty(chunk_bytes, dtype=torch.uint8, pin_memory=True) for _ in range(2)]
+        done_events: list[Any] = [None, None]
+        for k, c in enumerate(feed):
+            slot = k % 2
+            if done_events[slot] is not None:
+                done_events[slot].synchronize()  # the copy out of this buffer finished
+            buf = bufs[slot]
+            pread_exact(fds[c.file], byte_view(buf)[: c.length], c.offset)
+            target = dst[c.file][c.offset : c.offset + c.length]
+            with torch.cuda.stream(stream):
+                target.copy_(buf[: c.length], non_blocking=True)
+                ev = torch.cuda.Event()
+                ev.record(stream)
+            done_events[slot] = ev
+        stream.synchronize()
+
+    return worker

@@ -19,6 +19,7 @@ from __future__ import annotations
 import statistics
 import time
 from dataclasses import dataclass
+from typing import Any
 
 from profiler.errors import UserError
 
@@ -41,10 +42,6 @@ class BandwidthResult:
     trials_gbps: tuple[float, ...]
     nbytes: int = 0  # size of one copy's source (the copy moves twice this)
     threads: int | None = None  # torch intra-op threads on CPU; None on GPU
-
-    @property
-    def bytes_per_s(self) -> float:
-        return self.gbps * 1e9
 
 
 def copy_gbps(nbytes: int, seconds: float) -> float:
@@ -92,24 +89,8 @@ def measure_memory_bandwidth(
             f"({type(e).__name__}): pass a smaller size"
         ) from e
 
-    seconds: list[float] = []
     try:
-        dst.copy_(src)  # warm-up: faults dst pages in, warms clocks and allocator
-        if on_gpu:
-            torch.cuda.synchronize(dev)
-            for _ in range(trials):
-                start = torch.cuda.Event(enable_timing=True)
-                stop = torch.cuda.Event(enable_timing=True)
-                start.record()
-                dst.copy_(src)
-                stop.record()
-                stop.synchronize()
-                seconds.append(start.elapsed_time(stop) / 1e3)  # ms -> s
-        else:
-            for _ in range(trials):
-                t0 = time.perf_counter_ns()
-                dst.copy_(src)
-                seconds.append((time.perf_counter_ns() - t0) / 1e9)
+        seconds = _time_copies(src, dst, trials, on_gpu)
     finally:
         del src, dst
         if on_gpu:
@@ -137,3 +118,22 @@ def measure_memory_bandwidth(
         nbytes=nbytes,
         threads=threads,
     )
+
+
+def _time_copies(src: Any, dst: Any, trials: int, on_gpu: bool) -> list[float]:
+    """Seconds of each of ``trials`` copies ``dst.copy_(src)`` after one untimed copy
+    (it faults the destination pages in, warms clocks and the allocator)."""
+    from profiler.machine.device import cuda_time
+
+    dst.copy_(src)
+    if on_gpu:
+        import torch
+
+        torch.cuda.synchronize(src.device)
+        return [cuda_time(lambda: dst.copy_(src)) for _ in range(trials)]
+    seconds = []
+    for _ in range(trials):
+        t0 = time.perf_counter_ns()
+        dst.copy_(src)
+        seconds.append((time.perf_counter_ns() - t0) / 1e9)
+    return seconds

@@ -1,10 +1,18 @@
-"""TODO: docstring."""
+"""Which measured ceiling bounds which load stage, and filling it into the records.
+
+A stage's rate means something only next to the ceiling of the work it did: a read
+against the disk or the page cache (per the page-cache state the run was judged
+in), a cast against memory bandwidth, a host-to-device copy against the pageable or
+pinned copy rate. :func:`ceiling_candidates` is that table; :func:`pick_ceiling`
+picks the bound among measured ceilings; :func:`attach_ceilings` writes it into a
+run's stages. The diagnosis reads the same functions, so a table and a sentence
+never disagree on the bound.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import replace
-from typing import Any
 
 from profiler.analysis.decode_metrics import ceilings_source
 from profiler.analysis.rates import dtype_size
@@ -26,6 +34,12 @@ DESCRIPTIONS: dict[str, str] = {
     "device_memory": "device memory bandwidth",
     MATMUL: "the bf16 matmul rate",
 }
+
+
+# Not a cold/warm verdict (profiler.caches.page holds those, for measured residency):
+# with the page cache uncontrolled, a read is compared with the ceiling of the
+# source that served most of its bytes, per the kernel's count of bytes fetched.
+READ_FROM_DISK_MIN_FRACTION = 0.5
 
 
 def cast_traffic_per_byte(stage: StageRecord, run: RunRecord | None = None) -> float | None:
@@ -65,7 +79,8 @@ def _read_ceiling(page_state: str, disk_read_bytes: int | None, nbytes: int | No
     # Page state not controlled (or cold asked but not verified): the kernel's own
     # count of bytes fetched from storage says which path served the reads.
     if disk_read_bytes is not None and nbytes:
-        return "disk_read" if disk_read_bytes >= 0.5 * nbytes else "page_cache_read"
+        from_disk = disk_read_bytes >= READ_FROM_DISK_MIN_FRACTION * nbytes
+        return "disk_read" if from_disk else "page_cache_read"
     return None
 
 
@@ -80,7 +95,17 @@ def ceiling_candidates(
     on_device: bool = False,
 ) -> tuple[str, ...]:
     """The ceilings that bound the stage called ``name``; the slowest of them bounds it
-    (a stage that reads and copies at once can go no faster than either)."""
+    (a stage that reads and copies at once can go no faster than either).
+
+    - ``weight_read``: cold page cache → ``disk_read``; warm → ``page_cache_read``;
+      otherwise decided by ``disk_read_bytes`` (see READ_FROM_DISK_MIN_FRACTION),
+      none when that was not measured;
+    - ``read_copy`` (the fast path's overlapped read and copy): the read ceiling and,
+      on a GPU, the host-to-device one;
+    - ``dtype_cast`` → ``host_memcpy`` (``device_memory`` for a cast on the GPU);
+    - ``h2d_copy`` → ``h2d_pinned`` or ``h2d_pageable`` (per ``pinned``); none on CPU;
+    - every other stage → none.
+    """
     h2d = "h2d_pinned" if pinned else "h2d_pageable"
     if name == "weight_read":
         read = _read_ceiling(page_state, disk_read_bytes, nbytes)
@@ -99,12 +124,6 @@ def ceiling_candidates(
     return ()
 
 
-def ceiling_for(name: str, **kw: Any) -> str | None:
-    """The first of :func:`ceiling_candidates` (the only one, except for read_copy)."""
-    cands = ceiling_candidates(name, **kw)
-    return cands[0] if cands else None
-
-
 def stage_pinned(stage: StageRecord) -> bool:
     """Whether a stage copied from pinned memory, per its ``pinned`` counter."""
     try:
@@ -115,52 +134,17 @@ def stage_pinned(stage: StageRecord) -> bool:
 
 def pick_ceiling(names: Sequence[str], ceilings: Ceilings) -> tuple[Ceiling | None, str | None]:
     """(the lowest measured GB/s ceiling among ``names``, None) or (None, the first name
-    not measured): a bound is only known when every candidate was measured."""
+    not measured): a bound is only known when every candidate was measured. A
+    ``device_memory`` figure counts only from ceilings measured on a GPU."""
     found = []
     for n in names:
         c = ceilings.get(n)
-        if c is None or c.gbps is None:
+        if c is None or c.gbps is None or (n == "device_memory" and not is_gpu(ceilings.device)):
             return None, n
         found.append(c)
     if not found:
         return None, None
     return min(found, key=lambda c: c.gbps or 0.0), None
-
-
-def bound_for_stage(
-    stage: StageRecord,
-    *,
-    page_state: str,
-    device: str,
-    pinned: bool,
-    ceilings: Ceilings | None = None,
-) -> str | None:
-    """Name of the ceiling that bounds ``stage``, or None when none applies.
-
-    - ``weight_read``: cold page cache → ``disk_read``; warm → ``page_cache_read``;
-      uncontrolled → decided by the stage's ``disk_read_bytes`` (≥ half its bytes
-      came from storage → ``disk_read``), None when that was not measured;
-    - ``dtype_cast`` → ``host_memcpy`` (``device_memory`` for a cast on the GPU);
-    - ``h2d_copy`` → ``h2d_pinned`` or ``h2d_pageable`` (per ``pinned``); None on CPU;
-    - ``read_copy`` (reads overlapped with copies) → the slower of the read ceiling
-      and the host-to-device one, which needs ``ceilings``; without, the read one;
-    - ``hub_download`` and every other stage → None (a network has no measured
-      ceiling here; the others move no bulk bytes).
-    """
-    cands = ceiling_candidates(
-        stage.name,
-        page_state=page_state,
-        device=device,
-        pinned=pinned,
-        disk_read_bytes=stage.disk_read_bytes,
-        nbytes=stage.bytes,
-        on_device=cast_on_device(stage),
-    )
-    if len(cands) > 1 and ceilings is not None:
-        best, _missing = pick_ceiling(cands, ceilings)
-        if best is not None:
-            return best.name
-    return cands[0] if cands else None
 
 
 def stage_ceiling_scale(stage: StageRecord, run: RunRecord | None = None) -> float | None:
@@ -228,9 +212,6 @@ def attach_ceilings(run: RunRecord, ceilings: Ceilings) -> RunRecord:
             on_device=cast_on_device(st),
         )
         best, _missing = pick_ceiling(cands, ceilings)
-        if st.name == "dtype_cast" and best is not None and best.name == "device_memory":
-            if not is_gpu(ceilings.device):
-                best = None
         scale = stage_ceiling_scale(st, run)
         if best is not None and best.gbps is not None and scale is not None:
             st = replace(st, ceiling_name=best.name, ceiling_gbps=best.gbps * scale)

@@ -1,4 +1,10 @@
-"""TODO: docstring."""
+"""Ceilings cached per machine: measured once, served while the fingerprint matches.
+
+The cache key is a hash of :func:`profiler.machine.fingerprint.machine_fingerprint`
+(CPU, RAM, GPU and driver, torch, the filesystem of the model folder): a change of
+any of them measures again. Files live in llmprof's cache folder
+(:func:`profiler.caches.models.ceilings_dir`) and are written atomically.
+"""
 
 from __future__ import annotations
 
@@ -83,24 +89,3 @@ def lookup(
     path = quick_path if quick else full_path
     write_atomic(path, (json.dumps(measured.to_dict(), indent=1) + "\n").encode())
     return Lookup(measured, path, False)
-
-
-def load_or_measure(
-    folder: str | os.PathLike[str] | None = None,
-    *,
-    refresh: bool = False,
-    quick: bool = False,
-    device: str = "cpu",
-    size_bytes: int | None = None,
-    progress: Callable[[str], None] | None = None,
-) -> Ceilings:
-    """Ceilings of this machine for the filesystem of ``folder``, from the cache when
-    the fingerprint matches (see :func:`lookup`), else measured now and cached."""
-    return lookup(
-        folder,
-        refresh=refresh,
-        quick=quick,
-        device=device,
-        size_bytes=size_bytes,
-        progress=progress,
-    ).ceilings

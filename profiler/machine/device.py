@@ -1,4 +1,11 @@
-"""TODO: docstring."""
+"""The device ceilings: host↔device copies, device memory and the matmul rate.
+
+Copies and matmuls on a GPU are timed with CUDA events around the work on the
+current stream (:func:`cuda_time`), after an untimed warm-up. The pageable
+host-to-device ceiling is the better of one large copy and the same bytes in
+pieces (:func:`better_pageable`), so that no loader's tensor-by-tensor copies can
+beat it. Torch is imported inside the probes only.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +14,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from profiler.analysis.rates import gbps_of, matmul_tflops_of
+from profiler.analysis.stats import median
 from profiler.machine.plan import BLOCK_BYTES, MIB, ProbePlan, ceiling_from_trials
 from profiler.records.ceilings import GBPS, MATMUL, TFLOPS, Ceiling
 from profiler.run.device_kind import is_gpu
@@ -74,22 +82,36 @@ def _probe_host_device(dev: Any, n: int, trials: int, notes: Sequence[str]) -> l
             h2d_pageable_pieces()
             torch.cuda.synchronize(dev)
             pieces = [gbps_of(n, cuda_time(h2d_pageable_pieces)) for _ in range(trials)]
-            from profiler.analysis.stats import median as _median
-
-            if _median(pieces) > _median(rates):
-                method = (
-                    f"torch copy_ of {n / MIB:.0f} MiB in {piece // MIB} MiB pieces, "
-                    f"{what}, timed with CUDA events; median of {trials} after a warm-up "
-                    f"(one {n / MIB:.0f} MiB copy: {_median(rates):.2f} GB/s)"
-                )
-                rates = pieces
-            else:
-                method += f" ({piece // MIB} MiB pieces: {_median(pieces):.2f} GB/s)"
+            rates, method = better_pageable(n, piece, what, rates, pieces)
         out.append(ceiling_from_trials(fn.__name__, GBPS, rates, method, notes, n))
     return out
 
 
+def better_pageable(
+    nbytes: int, piece: int, what: str, whole: Sequence[float], pieces: Sequence[float]
+) -> tuple[list[float], str]:
+    """The trials of the faster way to copy pageable memory to the device (by median:
+    one copy of ``nbytes``, or the same bytes in ``piece``-sized copies) and the
+    method text, which also gives the other way's median."""
+    trials = len(whole)
+    if median(pieces) > median(whole):
+        method = (
+            f"torch copy_ of {nbytes / MIB:.0f} MiB in {piece // MIB} MiB pieces, "
+            f"{what}, timed with CUDA events; median of {trials} after a warm-up "
+            f"(one {nbytes / MIB:.0f} MiB copy: {median(whole):.2f} GB/s)"
+        )
+        return list(pieces), method
+    method = (
+        f"torch copy_ of {nbytes / MIB:.0f} MiB, {what}, timed with CUDA events; "
+        f"median of {trials} after a warm-up ({piece // MIB} MiB pieces: "
+        f"{median(pieces):.2f} GB/s)"
+    )
+    return list(whole), method
+
+
 def probe_gpu(device: str, plan: ProbePlan, say: Callable[[str], None]) -> list[Ceiling]:
+    """h2d_pageable, h2d_pinned, d2h_pinned and device_memory of ``device``, with sizes
+    cut to what its free memory allows."""
     import torch
 
     from profiler.machine.bandwidth import measure_memory_bandwidth
@@ -117,6 +139,7 @@ def probe_gpu(device: str, plan: ProbePlan, say: Callable[[str], None]) -> list[
 
 
 def probe_matmul(device: str, plan: ProbePlan, say: Callable[[str], None]) -> Ceiling:
+    """The bf16 matmul rate of ``device`` (CUDA events on a GPU, a rough CPU figure)."""
     import torch
 
     n = plan.matmul_n

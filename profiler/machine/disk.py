@@ -1,19 +1,28 @@
-"""TODO: docstring."""
+"""The file ceilings: disk_read, page_cache_read_1t and page_cache_read.
+
+All three read one scratch file, written here with incompressible blocks on the
+filesystem of the model folder, and unlinked at once so that a crash leaves nothing.
+The disk read uses ``O_DIRECT`` where the filesystem allows it (the page cache and,
+on a virtual machine, much of the host's caching are bypassed); elsewhere buffered
+reads after eviction, with the measured residency saying whether eviction worked.
+Reads go through :mod:`profiler.load.read`, the reader the loads use, and page-cache
+state is measured and judged with :mod:`profiler.caches.page`.
+"""
 
 from __future__ import annotations
 
-import ctypes
 import errno
 import mmap
 import os
-import threading
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 from profiler.analysis.rates import gbps_of
+from profiler.caches.page import COLD_MAX_FRACTION, WARM_MIN_FRACTION, evict_fd, resident_in_fd
 from profiler.errors import UserError
+from profiler.load.read import chunk_plan, read_chunks, read_scratch
 from profiler.machine.plan import (
     BLOCK_BYTES,
     GIB,
@@ -26,6 +35,7 @@ from profiler.records.ceilings import GBPS, Ceiling
 
 
 def on_virtual_machine() -> bool:
+    """Whether the CPU flags say a hypervisor runs this machine."""
     try:
         with open("/proc/cpuinfo") as f:
             for line in f:
@@ -82,89 +92,31 @@ def _write_scratch(path: Path, size: int) -> None:
         os.close(fd)
 
 
-def _evict(fd: int) -> None:
-    if hasattr(os, "posix_fadvise"):
-        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+def read_seconds(
+    fd: int, size: int, threads: int, *, scratch: Sequence[Any] = (), dest: memoryview | None = None
+) -> float:
+    """Seconds to read ``[0, size)`` of ``fd`` in BLOCK_BYTES requests from ``threads``
+    threads with llmprof's one reader (:mod:`profiler.load.read`).
+
+    Each block lands at its own offset of ``dest`` when given (a copy into memory
+    that stays, as a loader does), else in one of the ``scratch`` buffers (one per
+    thread, page-aligned for O_DIRECT).
+    """
+    t0 = time.perf_counter_ns()
+    if dest is not None:
+        read_chunks([fd], [dest], chunk_plan([size], BLOCK_BYTES), threads)
+    else:
+        read_scratch(fd, size, scratch[:threads])
+    return (time.perf_counter_ns() - t0) / 1e9
 
 
 def resident_fraction(fd: int, size: int) -> float | None:
-    """Fraction of the first ``size`` bytes of ``fd`` in the page cache (mincore), or
-    None where it cannot be asked."""
-    if size <= 0:
-        return None
+    """Fraction of the first ``size`` bytes of ``fd`` in the page cache, or None where
+    the kernel cannot tell (the probe then reports without it)."""
     try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.mmap.restype = ctypes.c_void_p
-        libc.mmap.argtypes = [
-            ctypes.c_void_p,
-            ctypes.c_size_t,
-            ctypes.c_int,
-            ctypes.c_int,
-            ctypes.c_int,
-            ctypes.c_long,
-        ]
-        libc.munmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t]
-        libc.mincore.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_void_p]
-        addr = libc.mmap(None, size, mmap.PROT_READ, mmap.MAP_SHARED, fd, 0)
-        if addr is None or addr == ctypes.c_void_p(-1).value:
-            return None
-        try:
-            pages = -(-size // mmap.PAGESIZE)
-            vec = (ctypes.c_ubyte * pages)()
-            if libc.mincore(ctypes.c_void_p(addr), size, vec) != 0:
-                return None
-            # Bit 0 of each byte is the page's residency; the other bits are reserved.
-            resident = sum(1 for b in bytes(vec) if b & 1)
-            return resident / pages
-        finally:
-            libc.munmap(ctypes.c_void_p(addr), size)
-    except (OSError, AttributeError):
+        return resident_in_fd(fd, size) / size if size > 0 else None
+    except OSError:
         return None
-
-
-def read_parallel(
-    fd: int, size: int, threads: int, *, scratch: Sequence[Any] = (), dest: memoryview | None = None
-) -> float:
-    """Read ``[0, size)`` of ``fd`` in BLOCK_BYTES requests from ``threads`` threads,
-    blocks handed out in file order; return the elapsed seconds.
-
-    Each block lands at its own offset of ``dest`` when given (a copy into memory
-    that stays, as a loader does), else in the thread's reused ``scratch`` buffer.
-    """
-    offsets = iter(range(0, size, BLOCK_BYTES))
-    lock = threading.Lock()
-    errors: list[BaseException] = []
-    done = [0] * threads
-    views = [memoryview(b) for b in scratch]
-
-    def worker(i: int) -> None:
-        try:
-            while True:
-                with lock:
-                    off = next(offsets, None)
-                if off is None:
-                    return
-                n = min(BLOCK_BYTES, size - off)
-                target = dest[off : off + n] if dest is not None else views[i][:n]
-                got = os.preadv(fd, [target], off)
-                if got != n:
-                    raise OSError(errno.EIO, f"short read at {off}: {got} of {n} bytes")
-                done[i] += got
-        except BaseException as e:  # surfaced to the caller below
-            errors.append(e)
-
-    pool = [threading.Thread(target=worker, args=(i,)) for i in range(threads)]
-    t0 = time.perf_counter_ns()
-    for t in pool:
-        t.start()
-    for t in pool:
-        t.join()
-    elapsed = (time.perf_counter_ns() - t0) / 1e9
-    if errors:
-        raise errors[0]
-    if sum(done) != size:
-        raise OSError(errno.EIO, f"read {sum(done)} of {size} bytes")
-    return elapsed
 
 
 def _aligned_buffers(count: int) -> list[mmap.mmap]:
@@ -185,7 +137,7 @@ def probe_files(
     try:
         _write_scratch(path, size)
         fd_buf = os.open(path, os.O_RDONLY)
-        _evict(fd_buf)
+        evict_fd(fd_buf)
         direct_error: str | None = None
         if hasattr(os, "O_DIRECT"):
             try:
@@ -225,9 +177,8 @@ def _probe_disk(
     warm = min(size, 4 * BLOCK_BYTES)
     if fd_direct >= 0:
         try:
-            read_parallel(
-                fd_direct, warm, READ_THREADS, scratch=bufs
-            )  # warm-up: first request, queues
+            # warm-up: the first request and the device queues
+            read_seconds(fd_direct, warm, READ_THREADS, scratch=bufs)
         except OSError as e:
             if e.errno != errno.EINVAL:
                 raise
@@ -237,8 +188,8 @@ def _probe_disk(
     if fd_direct >= 0:
         say(f"disk_read: {plan.disk_trials} x {size / MIB:.0f} MiB, O_DIRECT")
         for _ in range(plan.disk_trials):
-            _evict(fd_buf)
-            trials.append(gbps_of(size, read_parallel(fd_direct, size, READ_THREADS, scratch=bufs)))
+            evict_fd(fd_buf)
+            trials.append(gbps_of(size, read_seconds(fd_direct, size, READ_THREADS, scratch=bufs)))
         method = (
             f"O_DIRECT read of a {size / MIB:.0f} MiB scratch file, "
             f"{BLOCK_BYTES // MIB} MiB requests, {READ_THREADS} threads; "
@@ -255,14 +206,14 @@ def _probe_disk(
             f"O_DIRECT unavailable ({direct_error}): buffered reads after "
             "evicting the file with fadvise(DONTNEED)"
         )
-        read_parallel(fd_buf, warm, READ_THREADS, scratch=bufs)
+        read_seconds(fd_buf, warm, READ_THREADS, scratch=bufs)
         worst = 0.0
         for _ in range(plan.disk_trials):
-            _evict(fd_buf)
+            evict_fd(fd_buf)
             frac = resident_fraction(fd_buf, size)
             worst = max(worst, frac or 0.0)
-            trials.append(gbps_of(size, read_parallel(fd_buf, size, READ_THREADS, scratch=bufs)))
-        if worst > 0.05:
+            trials.append(gbps_of(size, read_seconds(fd_buf, size, READ_THREADS, scratch=bufs)))
+        if worst > COLD_MAX_FRACTION:
             notes.append(
                 f"eviction failed: {worst:.0%} of the file stayed in memory, so "
                 "this is a memory read, not a disk read"
@@ -284,14 +235,14 @@ def _probe_page_cache(fd_buf: int, plan: ProbePlan, say: Callable[[str], None]) 
     notes = list(plan.notes)
     say(f"page_cache_read: {plan.trials} x {size / MIB:.0f} MiB, 1 and {READ_THREADS} threads")
     # Warm-up pass: brings the file into the page cache and faults the destination in.
-    read_parallel(fd_buf, size, READ_THREADS, dest=whole)
+    read_seconds(fd_buf, size, READ_THREADS, dest=whole)
     frac = resident_fraction(fd_buf, size)
-    if frac is not None and frac < 0.95:
+    if frac is not None and frac < WARM_MIN_FRACTION:
         notes.append(f"only {frac:.0%} of the file stayed in the page cache")
     out = []
     for name, threads in (("page_cache_read_1t", 1), ("page_cache_read", READ_THREADS)):
         trials = [
-            gbps_of(size, read_parallel(fd_buf, size, threads, dest=whole))
+            gbps_of(size, read_seconds(fd_buf, size, threads, dest=whole))
             for _ in range(plan.trials)
         ]
         method = (

@@ -1,4 +1,8 @@
-"""TODO: docstring."""
+"""The machine key of cached ceilings, and the folder measured by default.
+
+Ceilings depend on the hardware and on the filesystem the weights are read from, so
+the key names both; GPU identity comes from :mod:`profiler.measure.gpu`.
+"""
 
 from __future__ import annotations
 
@@ -56,10 +60,11 @@ def machine_fingerprint(folder: str | os.PathLike[str], device: str) -> dict[str
     if is_gpu(device):
         idx = int(device.split(":", 1)[1]) if ":" in device else 0
         fp["gpu_name"] = torch.cuda.get_device_name(idx)
-        fp["gpu_driver"] = nvml_driver_version()
+        fp["gpu_driver"], _why = nvml_driver_version()
     return fp
 
 
 def fingerprint_hash(fingerprint: Mapping[str, Any]) -> str:
+    """A short, stable hash of a fingerprint (the cache file's name)."""
     blob = json.dumps(dict(fingerprint), sort_keys=True, default=str).encode()
     return hashlib.sha256(blob).hexdigest()[:16]

@@ -1,4 +1,9 @@
-"""TODO: docstring."""
+"""Sizes and trial counts of the ceiling probes, fitted to this machine's free memory.
+
+The disk probe's file is whole 16 MiB blocks (``O_DIRECT`` needs aligned lengths);
+the page-cache probe needs the file and a destination buffer in memory at once, so
+it is cut to what fits. ``--quick`` sizes are for tests and CI: rougher figures.
+"""
 
 from __future__ import annotations
 
@@ -37,6 +42,7 @@ def round_size(size: int) -> int:
 
 
 def available_ram() -> int:
+    """Bytes of memory available now (psutil's estimate, page cache included)."""
     import psutil
 
     return int(psutil.virtual_memory().available)
@@ -44,6 +50,8 @@ def available_ram() -> int:
 
 @dataclass
 class ProbePlan:
+    """What each probe will move: bytes per trial and how many trials."""
+
     disk_bytes: int
     page_bytes: int
     host_bytes: int
@@ -55,6 +63,8 @@ class ProbePlan:
 
 
 def probe_plan(quick: bool, size_bytes: int | None, device: str) -> ProbePlan:
+    """The plan for this machine: ``size_bytes`` (the disk file) when given, else
+    2 GiB (256 MiB quick); the other sizes follow from free memory and ``device``."""
     disk = round_size(size_bytes if size_bytes is not None else (256 * MIB if quick else 2 * GIB))
     avail = available_ram()
     # Page-cache probe: the file and its destination buffer must both fit with room.

@@ -1,11 +1,11 @@
 """Ceilings ("speed of light"): what this machine can move, measured, cached per machine.
 
 A stage that reads 1.6 GB/s is fast or slow only next to what the hardware allows.
-This module measures those limits once per machine with plain probes (a cold disk
-read, a warm page-cache read, a host memory copy, host↔device copies, a device
-memory copy, a bf16 matrix product), caches them by machine fingerprint, and pairs
-each load stage with the ceiling that bounds it (:func:`bound_for_stage`,
-:func:`attach_ceilings`).
+This module measures those limits with plain probes (a cold disk read, a warm
+page-cache read, a host memory copy, host↔device copies, a device memory copy, a
+bf16 matrix product: :mod:`profiler.machine.disk`, :mod:`profiler.machine.device`).
+:mod:`profiler.machine.cache` keeps them per machine fingerprint and
+:mod:`profiler.machine.bounds` pairs each load stage with the ceiling that bounds it.
 
 Every figure is a median over several trials after an untimed warm-up. Copies count
 bytes read plus bytes written (as vendors quote memory bandwidth); reads count the
@@ -42,6 +42,7 @@ from profiler.run.device_kind import is_gpu
 
 
 def probe_host_memcpy(plan: ProbePlan, say: Callable[[str], None]) -> Ceiling:
+    """host_memcpy: a large copy in host memory (:mod:`profiler.machine.bandwidth`)."""
     from profiler.machine.bandwidth import measure_memory_bandwidth
 
     say(f"host_memcpy: {plan.trials} x {plan.host_bytes / MIB:.0f} MiB")

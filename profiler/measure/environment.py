@@ -12,7 +12,9 @@ from pathlib import Path
 import psutil
 
 from profiler import __version__
+from profiler.measure.gpu import nvml_driver_version, pci_bus_id
 from profiler.records.run import Environment
+from profiler.run.device_kind import is_gpu
 
 
 def _version(dist: str) -> str | None:
@@ -23,6 +25,7 @@ def _version(dist: str) -> str | None:
 
 
 def cpu_model() -> str:
+    """The CPU model name from /proc/cpuinfo, else what ``platform`` knows."""
     try:
         with open("/proc/cpuinfo") as f:
             for line in f:
@@ -63,26 +66,13 @@ def fingerprint(
     if torch is not None:
         torch_v = str(torch.__version__)
         cuda = torch.version.cuda
-        if device.startswith("cuda") and torch.cuda.is_available():
+        if is_gpu(device) and torch.cuda.is_available():
             idx = torch.device(device).index or 0
             props = torch.cuda.get_device_properties(idx)
             gpu_name = props.name
             gpu_mem = int(props.total_memory)
-            try:
-                import pynvml
-
-                pynvml.nvmlInit()
-                driver = pynvml.nvmlSystemGetDriverVersion()
-                if isinstance(driver, bytes):
-                    driver = driver.decode()
-            except Exception:
-                driver = None
-            bus = getattr(props, "pci_bus_id", None)
-            if bus is not None:
-                pci = (
-                    f"{getattr(props, 'pci_domain_id', 0):08X}:{bus:02X}:"
-                    f"{getattr(props, 'pci_device_id', 0):02X}.0"
-                )
+            driver, _why = nvml_driver_version()  # the why reaches the run via GpuProbe
+            pci = pci_bus_id(props)
     else:
         torch_v = _version("torch")
     return Environment(

@@ -58,6 +58,7 @@ def rss() -> tuple[int, int, int]:
 
 
 def snapshot(gpu: GpuProbe | None = None) -> MemorySnapshot:
+    """Process RSS (split by kind) and, with ``gpu``, the device memory, now."""
     total, anon, file_backed = rss()
     if gpu is None:
         return MemorySnapshot(total, anon, file_backed)
@@ -105,6 +106,7 @@ class PeakSampler:
             self._sample()
 
     def start(self) -> None:
+        """Reset the peaks (and the kernel high-water mark) and start sampling."""
         self._peaks = _Peaks()
         _reset_hwm()
         self._sample()
@@ -113,6 +115,7 @@ class PeakSampler:
         self._thread.start()
 
     def stop(self) -> _Peaks:
+        """Stop sampling; the peaks since :meth:`start`."""
         self._stop.set()
         if self._thread is not None:
             self._thread.join()
@@ -147,6 +150,7 @@ def _read_hwm() -> int | None:
 def stage_memory(
     before: MemorySnapshot, after: MemorySnapshot, peaks: _Peaks, gpu: GpuProbe | None
 ) -> StageMemory:
+    """The memory record of a stage from its snapshots and sampled peaks."""
     torch_peak_alloc = torch_peak_res = None
     if gpu is not None:
         torch_peak_alloc, torch_peak_res = gpu.torch_peaks()

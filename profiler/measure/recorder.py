@@ -40,6 +40,7 @@ def disk_read_bytes() -> int | None:
 
 
 def major_faults() -> int:
+    """Major page faults of this process so far (faults that waited for storage)."""
     return resource.getrusage(resource.RUSAGE_SELF).ru_majflt
 
 
@@ -55,13 +56,16 @@ class StageHandle:
     _progress: Callable[[int, int], None] | None = None
 
     def add_bytes(self, n: int) -> None:
+        """Count ``n`` more payload bytes."""
         self.bytes = (self.bytes or 0) + n
 
     def note(self, text: str) -> None:
+        """Add a note to the stage record (once)."""
         if text not in self.notes:
             self.notes.append(text)
 
     def progress(self, done: int, total: int) -> None:
+        """Report progress on stderr for a long stage (never used for timing)."""
         if self._progress is not None:
             self._progress(done, total)
 
@@ -122,9 +126,11 @@ class Recorder:
         self.slowdowns = injected_slowdowns()
 
     def add(self, record: StageRecord) -> None:
+        """Add a record timed outside :meth:`stage` (``python_start``, from the spawn time)."""
         self.records.append(record)
 
     def skip(self, name: str, reason: str) -> None:
+        """Record a stage that did not run, with the reason."""
         now = self.clock()
         self.records.append(
             StageRecord(name=name, status="skipped", start_ns=now, end_ns=now, notes=(reason,))
@@ -132,6 +138,7 @@ class Recorder:
 
     @contextmanager
     def stage(self, name: str, bytes_what: str = "") -> Iterator[StageHandle]:
+        """Time the block as the stage ``name``; ``bytes_what`` says what its bytes are."""
         handle = StageHandle(name=name, bytes_what=bytes_what)
         sampler = PeakSampler(self.gpu) if self.sample_memory else None
         before = snapshot(self.gpu)

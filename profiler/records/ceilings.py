@@ -1,4 +1,9 @@
-"""TODO: docstring."""
+"""The ceilings record: measured limits of one machine, saved as JSON.
+
+Frozen data with ``to_dict``/``from_dict`` and a schema version; the probes are in
+:mod:`profiler.machine`, the pairing of stages with ceilings in
+:mod:`profiler.machine.bounds`.
+"""
 
 from __future__ import annotations
 

@@ -48,6 +48,7 @@ def write_atomic(path: str | os.PathLike[str], data: bytes) -> None:
 
 
 def runs_to_json(runs: Sequence[RunRecord]) -> str:
+    """The JSON document of several runs (``"kind": "llmprof.runs"``)."""
     doc: dict[str, Any] = {
         "kind": "llmprof.runs",
         "schema_version": SCHEMA_VERSION,
@@ -58,6 +59,7 @@ def runs_to_json(runs: Sequence[RunRecord]) -> str:
 
 
 def save_runs(path: str | os.PathLike[str], runs: Sequence[RunRecord]) -> None:
+    """Write runs to ``path`` atomically."""
     write_atomic(path, runs_to_json(runs).encode())
 
 

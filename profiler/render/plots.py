@@ -9,8 +9,8 @@ written to a temporary name and renamed, so a chart is either whole or absent.
 
 from __future__ import annotations
 
+import io
 import os
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 
 from profiler.analysis.grouping import Subject, machine_label, varying_fields
 from profiler.analysis.summaries import GroupSummary
+from profiler.records.io import write_atomic
 from profiler.records.stage import OUTSIDE_LOAD, STAGE_ORDER, sort_stages
 
 if TYPE_CHECKING:
@@ -381,32 +382,12 @@ def throughput_figure(series: Sequence[ThroughputSeries]) -> Figure:
     return fig
 
 
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
 def save_png(fig: Figure, path: str | os.PathLike[str]) -> Path:
-    """Write ``fig`` as PNG atomically (temporary file in the same folder, then rename)."""
-    target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    try:
-        # mkstemp makes the file private (0600); a chart is as readable as any new file.
-        os.chmod(tmp, 0o666 & ~_umask())
-        with os.fdopen(fd, "wb") as f:
-            fig.savefig(f, format="png", dpi=DPI)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, target)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
-    return target
+    """Write ``fig`` as PNG atomically (:func:`profiler.records.io.write_atomic`)."""
+    png = io.BytesIO()
+    fig.savefig(png, format="png", dpi=DPI)
+    write_atomic(path, png.getvalue())
+    return Path(path)
 
 
 CHART_FILES = ("load_stages.png", "throughput.png", "token_latency_*.png")

@@ -159,6 +159,8 @@ def run_job(
         decode, dnotes = _run_decode(job, loaded)
         notes.extend(dnotes)
     notes.extend(loaded.notes)
+    if gpu is not None and gpu.note:
+        notes.append(gpu.note)  # why the NVML columns (GPU memory, driver) are empty
     from profiler.measure.environment import fingerprint
 
     model = job.model

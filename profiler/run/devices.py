@@ -1,4 +1,4 @@
-"""TODO: docstring."""
+"""The ``--device`` option: ``cpu``, ``cuda`` or ``cuda:N``, checked against this machine."""
 
 from __future__ import annotations
 

@@ -60,7 +60,7 @@ def _weight_files(folder: Path) -> list[Path]:
 
 
 def _resolve_gguf(spec: str, file: Path) -> ResolvedModel:
-    from profiler.sources.gguf import check_supported, gguf_architecture, gguf_file_type
+    from profiler.sources.gguf_meta import check_supported, gguf_architecture, gguf_file_type
 
     arch = gguf_architecture(file)
     check_supported(arch, file)

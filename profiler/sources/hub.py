@@ -25,12 +25,10 @@ The user's cache is never deleted or rewritten, apart from new files and the ref
 
 from __future__ import annotations
 
-import errno
 import fnmatch
 import os
 import re
 import stat
-import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -40,6 +38,8 @@ from pathlib import Path
 from typing import Any
 
 from profiler.errors import UserError
+from profiler.records.io import write_atomic
+from profiler.sources.hub_errors import HubContext, map_error, reason, unreachable
 
 # Everything a load reads besides the weights: config, generation config, tokenizer
 # (json/txt vocabularies, sentencepiece and tiktoken models, chat templates), and
@@ -147,42 +147,19 @@ def download(
         )
     if timeout_s <= 0:
         raise UserError(f"timeout must be positive, not {timeout_s}: pass a number of seconds")
-    from huggingface_hub import HfApi, constants, snapshot_download
+    from huggingface_hub import constants
 
-    endpoint = constants.ENDPOINT
     cache = Path(cache_dir) if cache_dir is not None else Path(constants.HF_HUB_CACHE)
     storage = cache / f"models--{repo_id.replace('/', '--')}"
-    ctx = _Context(repo_id, revision, endpoint, cache)
-    offline = constants.is_offline_mode()
+    ctx = HubContext(repo_id, revision, constants.ENDPOINT, cache)
     notes: list[str] = []
     before = _blob_inventory(storage)
-
-    sha: str | None = None
-    listed: dict[str, int | None] | None = None  # repo files -> size, from the hub
-    if not offline:
-        try:
-            with _capped_timeouts(timeout_s):
-                info = HfApi(endpoint=endpoint).model_info(
-                    repo_id, revision=revision, timeout=timeout_s, files_metadata=True
-                )
-            sha = info.sha
-            listed = {s.rfilename: s.size for s in (info.siblings or [])}
-        except Exception as e:  # mapped below, or re-raised as is
-            err = _map_error(e, ctx)
-            if _unreachable(e) and _cached_commit(storage, revision) is not None:
-                offline = True
-                notes.append(f"hub not used ({_reason(e)}): used the cached snapshot")
-            elif err is e:
-                raise
-            else:
-                raise err from e
-        if sha is not None and not _COMMIT_RE.match(sha):
-            raise UserError(
-                f"the hub at {endpoint} gave no commit sha for '{repo_id}': "
-                "check that HF_ENDPOINT points at a Hugging Face hub"
-            )
-
-    if offline:
+    listed = None if constants.is_offline_mode() else _ask_hub(ctx, storage, timeout_s, notes)
+    offline = listed is None
+    if listed is not None:
+        sha, sizes_listed = listed
+        names = sorted(sizes_listed)
+    else:
         cached = _cached_commit(storage, revision)
         if cached is None:
             raise UserError(
@@ -192,32 +169,11 @@ def download(
             )
         sha = cached
         names = _snapshot_files(storage / "snapshots" / sha)
-    else:
-        assert listed is not None
-        names = sorted(listed)
 
     patterns = list(allow_patterns) if allow_patterns else list(default_patterns(names))
-    try:
-        with _capped_timeouts(timeout_s):
-            path = Path(
-                snapshot_download(
-                    repo_id,
-                    revision=sha,
-                    allow_patterns=patterns,
-                    etag_timeout=timeout_s,
-                    cache_dir=str(cache),
-                    local_files_only=offline,
-                )
-            )
-    except Exception as e:  # a known failure becomes a UserError, the rest goes on as is
-        err = _map_error(e, ctx)
-        if err is e:
-            raise
-        raise err from e
-    assert sha is not None  # from the hub's answer, or the cached ref
+    path = _snapshot(ctx, sha, patterns, timeout_s, offline)
     if not offline and revision != sha:
         _write_ref(storage, revision or "main", sha)
-
     files = _matching(names, patterns)
     missing = [f for f in files if not (path / f).is_file()]
     if missing:
@@ -228,9 +184,8 @@ def download(
         )
     sizes = {f: (path / f).stat().st_size for f in files}
     if listed is not None:
-        _check_sizes(sizes, listed, ctx, path)
-    after = _blob_inventory(storage)
-    new_bytes = sum(size for key, size in after.items() if key not in before)
+        _check_sizes(sizes, listed[1], ctx, path)
+    new_bytes = sum(size for key, size in _blob_inventory(storage).items() if key not in before)
     return DownloadResult(
         repo_id=repo_id,
         revision=sha,
@@ -242,6 +197,59 @@ def download(
         offline=offline,
         notes=tuple(notes),
     )
+
+
+def _ask_hub(
+    ctx: HubContext, storage: Path, timeout_s: float, notes: list[str]
+) -> tuple[str, dict[str, int | None]] | None:
+    """(commit sha, repo files -> size) from the hub's model info; None when the hub
+    could not answer and the revision is cached (a note then says so)."""
+    from huggingface_hub import HfApi
+
+    try:
+        with _capped_timeouts(timeout_s):
+            info = HfApi(endpoint=ctx.endpoint).model_info(
+                ctx.repo_id, revision=ctx.revision, timeout=timeout_s, files_metadata=True
+            )
+    except Exception as e:  # mapped below, or re-raised as is
+        err = map_error(e, ctx)
+        if unreachable(e) and _cached_commit(storage, ctx.revision) is not None:
+            notes.append(f"hub not used ({reason(e)}): used the cached snapshot")
+            return None
+        if err is e:
+            raise
+        raise err from e
+    if info.sha is None or not _COMMIT_RE.match(info.sha):
+        raise UserError(
+            f"the hub at {ctx.endpoint} gave no commit sha for '{ctx.repo_id}': "
+            "check that HF_ENDPOINT points at a Hugging Face hub"
+        )
+    return info.sha, {s.rfilename: s.size for s in (info.siblings or [])}
+
+
+def _snapshot(
+    ctx: HubContext, sha: str, patterns: Sequence[str], timeout_s: float, offline: bool
+) -> Path:
+    """``snapshot_download`` of ``sha`` (from the cache only when ``offline``)."""
+    from huggingface_hub import snapshot_download
+
+    try:
+        with _capped_timeouts(timeout_s):
+            return Path(
+                snapshot_download(
+                    ctx.repo_id,
+                    revision=sha,
+                    allow_patterns=list(patterns),
+                    etag_timeout=timeout_s,
+                    cache_dir=str(ctx.cache),
+                    local_files_only=offline,
+                )
+            )
+    except Exception as e:  # a known failure becomes a UserError, the rest goes on as is
+        err = map_error(e, ctx)
+        if err is e:
+            raise
+        raise err from e
 
 
 # -- cache inspection ---------------------------------------------------------------
@@ -303,17 +311,13 @@ def _write_ref(storage: Path, revision: str, sha: str) -> None:
     try:
         if ref.is_file() and ref.read_text().strip() == sha:
             return
-        ref.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=ref.parent, prefix=f".{ref.name}.", suffix=".tmp")
-        with os.fdopen(fd, "w") as f:
-            f.write(sha)
-        os.replace(tmp, ref)
-    except OSError:
+        write_atomic(ref, sha.encode())
+    except (OSError, UserError):
         pass  # a read-only cache still serves this run; only later lookups by name miss
 
 
 def _check_sizes(
-    sizes: dict[str, int], listed: dict[str, int | None], ctx: _Context, path: Path
+    sizes: dict[str, int], listed: dict[str, int | None], ctx: HubContext, path: Path
 ) -> None:
     """A cached file whose size differs from the hub's listing was changed in place.
 
@@ -389,144 +393,3 @@ def _capped_timeouts(timeout_s: float) -> Iterator[None]:
             "request": [h for h in hooks["request"] if h is not cap],
             "response": [h for h in hooks["response"] if h is not answered],
         }
-
-
-# -- errors ---------------------------------------------------------------------------
-@dataclass(frozen=True)
-class _Context:
-    repo_id: str
-    revision: str | None
-    endpoint: str
-    cache: Path
-
-
-_NETWORK_ERRORS = {"TimeoutException", "ConnectError", "NetworkError", "TransportError"}
-
-
-_NOT_WRITABLE = (errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOTDIR)
-
-
-def _reason(e: BaseException) -> str:
-    """Why the hub could not answer, in a few words (for notes)."""
-    for c in _chain(e):
-        status = _status(c)
-        if status is not None:
-            return f"it answered {status}"
-        if isinstance(c, TimeoutError) or "Timeout" in type(c).__name__:
-            return "timed out"
-        if _is_network(c):
-            return f"{type(c).__name__}: {_first_line(c)}"
-    return type(e).__name__
-
-
-def _chain(e: BaseException) -> Iterator[BaseException]:
-    seen: set[int] = set()
-    cur: BaseException | None = e
-    while cur is not None and id(cur) not in seen:
-        seen.add(id(cur))
-        yield cur
-        cur = cur.__cause__ or cur.__context__
-
-
-def _is_network(e: BaseException) -> bool:
-    names = {c.__name__ for c in type(e).__mro__}
-    return bool(names & _NETWORK_ERRORS) or isinstance(e, (TimeoutError, ConnectionError))
-
-
-def _status(e: BaseException) -> int | None:
-    response = getattr(e, "response", None)
-    code = getattr(response, "status_code", None)
-    return code if isinstance(code, int) else None
-
-
-def _unreachable(e: BaseException) -> bool:
-    """The hub could not answer (network, timeout, 5xx): the cache may stand in."""
-    for c in _chain(e):
-        status = _status(c)
-        if status is not None:
-            return status >= 500
-        if _is_network(c):
-            return True
-    return False
-
-
-def _map_error(e: BaseException, ctx: _Context) -> BaseException:
-    """A one-line UserError for a known failure, else ``e`` itself."""
-    from huggingface_hub import errors as hf
-
-    repo, at = ctx.repo_id, f"the hub at {ctx.endpoint}"
-    local = "or pass a local folder"
-    for c in _chain(e):
-        if isinstance(c, UserError):
-            return c
-        if isinstance(c, hf.GatedRepoError):
-            return UserError(
-                f"model '{repo}' is gated on {at}: accept its terms on the model page and "
-                f"log in (hf auth login, or set HF_TOKEN), {local}"
-            )
-        if isinstance(c, hf.RepositoryNotFoundError):
-            if _status(c) == 401:
-                return UserError(
-                    f"model '{repo}' not found on {at}, or private (401): check the id, "
-                    f"log in (hf auth login, or set HF_TOKEN) if it is private, {local}"
-                )
-            return UserError(f"model '{repo}' not found on {at}: check the id, {local}")
-        if isinstance(c, hf.RevisionNotFoundError):
-            return UserError(
-                f"revision '{ctx.revision}' of model '{repo}' not found on {at}: "
-                "check the branch, tag or commit"
-            )
-        if isinstance(c, hf.HfHubHTTPError) and _status(c) is not None:
-            status = _status(c)
-            if status is not None and status >= 500:
-                return UserError(
-                    f"hub answered {status} for '{repo}' ({ctx.endpoint}) and it is not "
-                    f"cached: try again later, or set HF_HUB_OFFLINE=1 with a cached model, "
-                    f"{local}"
-                )
-            if status in (401, 403):
-                return UserError(
-                    f"{at} refused access to '{repo}' ({status}): log in (hf auth login, "
-                    f"or set HF_TOKEN) with an account that can read it, {local}"
-                )
-            return UserError(f"{at} answered {status} for '{repo}': check the id, {local}")
-        if _is_network(c) and not isinstance(c, hf.OfflineModeIsEnabled):
-            return UserError(
-                f"cannot reach {at} ({_reason(c)}) and '{repo}' is not cached: connect, or set "
-                f"HF_HUB_OFFLINE=1 with a cached model, {local}"
-            )
-        if isinstance(c, hf.FileMetadataError):
-            return UserError(
-                f"the server at {ctx.endpoint} does not answer like a Hugging Face hub "
-                f"({str(c).splitlines()[0]}): check HF_ENDPOINT"
-            )
-        if isinstance(c, OSError) and c.errno == errno.ENOSPC:
-            return UserError(
-                f"disk full while downloading '{repo}' into {ctx.cache}: free some space, "
-                "or set HF_HUB_CACHE to a folder on a larger disk"
-            )
-        if isinstance(c, OSError) and c.errno in _NOT_WRITABLE:
-            name = str(c.filename or "")
-            if name and not name.startswith(str(ctx.cache)):
-                return UserError(f"cannot write {name} ({c.strerror}): check its permissions")
-            return UserError(
-                f"hub cache {ctx.cache} is not writable ({c.strerror}): set HF_HUB_CACHE "
-                "to a writable folder"
-            )
-        if isinstance(c, OSError) and "Consistency check failed" in str(c):
-            return UserError(
-                f"a file of '{repo}' changed or was cut short while downloading from "
-                f"{ctx.endpoint} ({_first_line(c)}): run again"
-            )
-    for c in _chain(e):
-        if isinstance(c, hf.LocalEntryNotFoundError):
-            return UserError(
-                f"model '{repo}' is not (completely) in the hub cache at {ctx.cache} and the "
-                f"hub cannot be used: connect and unset HF_HUB_OFFLINE, {local}"
-            )
-    return e
-
-
-def _first_line(e: BaseException) -> str:
-    text = str(e).strip()
-    return text.splitlines()[0] if text else type(e).__name__

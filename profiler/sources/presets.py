@@ -9,7 +9,6 @@ arithmetic: nothing here imports torch, so ``llmprof models`` lists presets fast
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
@@ -42,44 +41,6 @@ def normalize_dtype(name: str) -> str:
     if key not in _DTYPE_ALIASES:
         raise UserError(f"unknown storage dtype {name!r}: use one of float32, bfloat16, float16")
     return _DTYPE_ALIASES[key]
-
-
-_SIZE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]i?b?|b)?\s*$", re.IGNORECASE)
-_SIZE_UNITS: Mapping[str, int] = MappingProxyType(
-    {
-        "b": 1,
-        "k": 10**3, "kb": 10**3, "kib": 2**10,
-        "m": 10**6, "mb": 10**6, "mib": 2**20,
-        "g": 10**9, "gb": 10**9, "gib": 2**30,
-        "t": 10**12, "tb": 10**12, "tib": 2**40,
-    }
-)  # fmt: skip
-
-
-def parse_size(text: str) -> int:
-    """Bytes in a size such as "2GB" (10**9, as transformers reads it), "500MiB" or "1000".
-
-    UserError for anything that is not a positive size.
-    """
-    m = _SIZE_RE.match(text)
-    if not m:
-        raise UserError(f"cannot read size {text!r}: write it like 2GB, 500MB or 4GiB")
-    number, unit = m.group(1), (m.group(2) or "b").lower()
-    size = int(float(number) * _SIZE_UNITS[unit])
-    if size <= 0:
-        raise UserError(f"size {text!r} is not positive: write it like 2GB")
-    return size
-
-
-def size_label(nbytes: int) -> str:
-    """Short, exact label of a byte count for folder names: 4000000000 -> "4GB"."""
-    for unit, scale in (("TB", 10**12), ("GB", 10**9), ("MB", 10**6), ("kB", 10**3)):
-        if nbytes % scale == 0:
-            return f"{nbytes // scale}{unit}"
-    for unit, scale in (("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
-        if nbytes % scale == 0:
-            return f"{nbytes // scale}{unit}"
-    return f"{nbytes}B"
 
 
 @dataclass(frozen=True)

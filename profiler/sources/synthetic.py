@@ -42,9 +42,8 @@ from profiler.sources.presets import (
     count_parameters,
     get_preset,
     normalize_dtype,
-    parse_size,
-    size_label,
 )
+from profiler.sources.sizes import parse_size, size_label
 
 if TYPE_CHECKING:
     import torch

@@ -157,8 +157,8 @@ def build_tokenizer(spec: TokenizerSpec, vocab_size: int, *, seed: int = 0) -> t
     tokens, merges = generate_bpe(n_generated - 256, seed=seed)
     vocab: dict[str, int] = {}
     free_ids = (i for i in range(vocab_size) if i not in specials)
-    for tok, i in zip(tokens, free_ids, strict=True):
-        vocab[tok] = i
+    for piece, i in zip(tokens, free_ids, strict=True):
+        vocab[piece] = i
     for i, text in specials.items():
         vocab[text] = i
 

@@ -11,9 +11,10 @@ from pathlib import Path
 
 import pytest
 
+from profiler.caches.page import evict_fd
 from profiler.cli import main
 from profiler.commands.ceilings import fmt_value
-from profiler.machine.disk import _evict, probe_files, resident_fraction
+from profiler.machine.disk import probe_files, resident_fraction
 from profiler.machine.plan import ProbePlan
 from profiler.machine.probe import measure_ceilings
 from profiler.records.ceilings import (
@@ -99,7 +100,7 @@ def test_resident_fraction_sees_reads_and_eviction(tmp_path: Path) -> None:
         os.fsync(fd)
         os.read(fd, 8 << 20)
         assert resident_fraction(fd, 8 << 20) == pytest.approx(1.0, abs=0.01)
-        _evict(fd)
+        evict_fd(fd)
         after = resident_fraction(fd, 8 << 20)
         assert after is not None and 0.0 <= after <= 1.0
         if _fs_type(tmp_path) not in ("tmpfs", "ramfs"):
@@ -181,3 +182,23 @@ def test_quick_gpu_measurement(tmp_path: Path) -> None:
     assert c.fingerprint["gpu_name"] == torch.cuda.get_device_name(0)
     # a device copy moves more bytes per second than PCIe carries
     assert c.items["device_memory"].value > c.items["h2d_pinned"].value
+
+
+def test_probes_judge_residency_with_the_shared_cold_and_warm_thresholds(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A residency just past the cold (or short of the warm) threshold of
+    profiler.caches.page is called out by the probes, as it is for a run."""
+    from profiler.caches.page import COLD_MAX_FRACTION, WARM_MIN_FRACTION
+    from profiler.machine import disk
+
+    monkeypatch.delattr(os, "O_DIRECT", raising=False)
+    plan = ProbePlan(32 << 20, 32 << 20, 32 << 20, 0, 64, 1, 1)
+    fraction = [0.0]
+    monkeypatch.setattr(disk, "resident_fraction", lambda _fd, _size: fraction[0])
+    fraction[0] = COLD_MAX_FRACTION + 0.01
+    probed, _one, _four = probe_files(tmp_path, plan, None, lambda _m: None)
+    assert any(n.startswith("eviction failed") for n in probed.notes)
+    fraction[0] = WARM_MIN_FRACTION - 0.01
+    _disk, one, _four = probe_files(tmp_path, plan, None, lambda _m: None)
+    assert any("stayed in the page cache" in n for n in one.notes)

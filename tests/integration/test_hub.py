@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 
 from profiler.errors import UserError
-from profiler.sources import hub
+from profiler.sources import hub, hub_errors
 from tests.support.hubserver import HubServer
 
 REPO = "org/tiny"
@@ -490,8 +490,8 @@ def test_default_patterns_prefer_safetensors() -> None:
 
 
 def test_failures_inside_a_download_map_to_one_line() -> None:
-    ctx = hub._Context("org/m", None, "http://hub", Path("/cache/hub"))
-    full = hub._map_error(OSError(errno.ENOSPC, "No space left on device"), ctx)
+    ctx = hub_errors.HubContext("org/m", None, "http://hub", Path("/cache/hub"))
+    full = hub_errors.map_error(OSError(errno.ENOSPC, "No space left on device"), ctx)
     assert isinstance(full, UserError)
     assert str(full) == (
         "disk full while downloading 'org/m' into /cache/hub: free some space, "
@@ -501,21 +501,21 @@ def test_failures_inside_a_download_map_to_one_line() -> None:
         "Consistency check failed: file should be of size 10 but has size 7 (model.bin).\n"
         "This is usually due to network issues while downloading the file."
     )
-    cut = hub._map_error(short, ctx)
+    cut = hub_errors.map_error(short, ctx)
     assert str(cut) == (
         "a file of 'org/m' changed or was cut short while downloading from http://hub "
         "(Consistency check failed: file should be of size 10 but has size 7 (model.bin).)"
         ": run again"
     )
     denied = PermissionError(errno.EACCES, "Permission denied", "/cache/hub/models--org--m")
-    assert "hub cache /cache/hub is not writable" in str(hub._map_error(denied, ctx))
+    assert "hub cache /cache/hub is not writable" in str(hub_errors.map_error(denied, ctx))
     other = PermissionError(errno.EACCES, "Permission denied", "/home/u/.cache/hf/token")
-    assert str(hub._map_error(other, ctx)).startswith("cannot write /home/u/.cache/hf/token")
+    assert str(hub_errors.map_error(other, ctx)).startswith("cannot write /home/u/.cache/hf/token")
     wrapped = RuntimeError("outer")
     wrapped.__cause__ = OSError(errno.ENOSPC, "No space left on device")
-    assert str(hub._map_error(wrapped, ctx)).startswith("disk full")
+    assert str(hub_errors.map_error(wrapped, ctx)).startswith("disk full")
     unknown = ValueError("something else")
-    assert hub._map_error(unknown, ctx) is unknown  # not guessed at
+    assert hub_errors.map_error(unknown, ctx) is unknown  # not guessed at
 
 
 def test_download_refuses_non_ids_before_importing_anything() -> None:

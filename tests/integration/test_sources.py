@@ -126,7 +126,7 @@ def test_synthetic_sharded_safetensors_index(cache):
     from safetensors import safe_open
 
     from profiler.sources import resolve_local
-    from profiler.sources.presets import parse_size
+    from profiler.sources.sizes import parse_size
 
     r = resolve_local("synthetic:tiny", max_shard_size=TINY_SHARD)
     assert r is not None and r.build_s is not None
@@ -373,9 +373,10 @@ def test_gguf_resolve_read_and_dequantize(bundled_model, tmp_path):
     from profiler.sources import gguf as g
     from profiler.sources import resolve_local
     from profiler.sources.bundled import bundled_gguf
+    from profiler.sources.gguf_meta import gguf_architecture
 
     path = bundled_gguf()
-    assert g.gguf_architecture(path) == "llama"
+    assert gguf_architecture(path) == "llama"
     r = resolve_local(str(path))
     assert r is not None and r.kind == "gguf" and r.gguf_file == path.name
     assert r.path == path.parent.resolve()
@@ -388,7 +389,8 @@ def test_gguf_resolve_read_and_dequantize(bundled_model, tmp_path):
     contents = g.read_gguf(path)
     assert contents.architecture == "llama" and len(contents.tensors) == 272
     assert 0 < contents.nbytes < path.stat().st_size
-    assert set(contents.types) <= {"Q4_1", "Q8_0", "F32"} and "Q4_1" in contents.types
+    types = {t.ggml_type for t in contents.tensors}
+    assert types <= {"Q4_1", "Q8_0", "F32"} and "Q4_1" in types
     # The converted folder's config is what config_from_gguf gives; reading it from
     # there saves a second parse of the GGUF's 49k-token vocabulary.
     config = AutoConfig.from_pretrained(str(bundled_model.path))

@@ -130,3 +130,76 @@ def test_encoder_loads_as_declared_and_decode_is_skipped(tmp_path):
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
     reason = decode_skip_reason(loaded.model)
     assert reason and "\n" not in reason
+
+
+def _shared_stages(rec: Recorder) -> dict[str, tuple]:
+    """What the stages both views share recorded: status, notes, counter names."""
+    shared = ("tokenizer", "config", "model_init", "attach", "eval")
+    return {
+        r.name: (r.status, r.notes, sorted(r.counters)) for r in rec.records if r.name in shared
+    }
+
+
+def test_fast_path_and_staged_view_record_the_shared_stages_alike(tmp_path):
+    """The fast path runs the staged view's own tokenizer/config/model_init/attach/eval
+    stages: same counters and notes (a copy of them had drifted: no vocab_size, no note
+    for a missing generation_config.json, a missing-weights error without an example)."""
+    from profiler.load.fast import load_fast
+
+    folder = make_tiny_model(tmp_path / "m", arch="llama", dtype="bfloat16")
+    (folder / "generation_config.json").unlink()
+    staged, fast = Recorder(progress=False), Recorder(progress=False)
+    load_staged(folder, LoadOptions(), staged)
+    load_fast(folder, LoadOptions(), fast)
+    assert _shared_stages(fast) == _shared_stages(staged)
+    assert "no generation_config.json" in _shared_stages(fast)["config"][1][0]
+    assert "vocab_size" in _shared_stages(fast)["tokenizer"][2]
+
+
+def test_a_missing_weight_is_reported_alike_by_both_views(tmp_path):
+    from safetensors.torch import load_file, save_file
+
+    from profiler.errors import UserError
+    from profiler.load.fast import load_fast
+
+    folder = make_tiny_model(tmp_path / "m", arch="llama", dtype="float32")
+    weights = load_file(str(folder / "model.safetensors"))
+    del weights["model.norm.weight"]
+    save_file(weights, str(folder / "model.safetensors"), metadata={"format": "pt"})
+    messages = []
+    for load in (load_staged, load_fast):
+        with pytest.raises(UserError) as e:
+            load(folder, LoadOptions(), Recorder(progress=False))
+        messages.append(str(e.value))
+    assert messages[0] == messages[1]
+    assert "model.norm.weight" in messages[0]
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("view", ["staged", "staged-pinned", "fast"])
+def test_cuda_loads_equal_from_pretrained_on_the_device(tmp_path, view):
+    """On a GPU: the staged view (pageable and pinned) and the fast path (pinned
+    chunks, one stream per reader thread) give the model from_pretrained + .to()."""
+    if not torch.cuda.is_available():
+        pytest.skip("no CUDA device")
+    from profiler.load.fast import load_fast
+    from profiler.measure.gpu import GpuProbe
+
+    folder = make_tiny_model(
+        tmp_path / "m", arch="llama", dtype="bfloat16", tied=True, max_shard_size="100KB"
+    )
+    gpu = GpuProbe(0)
+    rec = Recorder(gpu=gpu, sync=torch.cuda.synchronize, progress=False)
+    options = LoadOptions(dtype="float16", device="cuda:0", pinned=view == "staged-pinned")
+    if view == "fast":
+        loaded = load_fast(folder, options, rec, threads=3, chunk_bytes=4096)
+    else:
+        loaded = load_staged(folder, options, rec)
+    native = _native(folder, "float16").to("cuda:0")
+    a, b = loaded.model.state_dict(), native.state_dict()
+    assert a.keys() == b.keys()
+    for k in a:
+        assert a[k].device == b[k].device and a[k].dtype == b[k].dtype, k
+        assert torch.equal(a[k], b[k]), k
+    assert gpu.pci_bus_id is not None and gpu.note is None
+    assert all(r.memory is None or r.memory.after.gpu_used_bytes for r in rec.records)

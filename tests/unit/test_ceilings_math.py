@@ -11,11 +11,9 @@ import pytest
 import profiler.machine.cache
 from profiler.analysis.decode_metrics import prefill_mfu
 from profiler.analysis.rates import copy_gbps_of, fraction_of, gbps_of, matmul_tflops_of
-from profiler.commands.ceilings import parse_size
 from profiler.errors import UserError
 from profiler.machine.bounds import (
     attach_ceilings,
-    bound_for_stage,
     cast_on_device,
     cast_traffic_per_byte,
     ceiling_candidates,
@@ -24,7 +22,7 @@ from profiler.machine.bounds import (
     pick_ceiling,
     stage_ceiling_scale,
 )
-from profiler.machine.cache import cache_file, load_or_measure, lookup
+from profiler.machine.cache import cache_file, lookup
 from profiler.machine.fingerprint import fingerprint_hash
 from profiler.machine.plan import BLOCK_BYTES, ceiling_from_trials, round_size
 from profiler.records.ceilings import (
@@ -163,15 +161,7 @@ def test_ceiling_units_keep_gbps_and_tflops_apart() -> None:
     assert not skipped("h2d_pinned", GBPS, "no GPU").measured
 
 
-def test_sizes() -> None:
-    assert parse_size("2GiB") == 2 << 30
-    assert parse_size("512M") == 512 << 20
-    assert parse_size("1GB") == 10**9
-    assert parse_size("1.5g") == 3 << 29
-    assert parse_size("1048576") == 1 << 20
-    for bad in ("", "two", "5 parsecs", "-1G"):
-        with pytest.raises(UserError):
-            parse_size(bad)
+def test_probe_sizes_are_whole_blocks() -> None:
     assert round_size(BLOCK_BYTES + 1) == 2 * BLOCK_BYTES
     assert round_size(64 << 20) == 64 << 20
     with pytest.raises(UserError):
@@ -198,21 +188,18 @@ def test_sizes() -> None:
         ("model_init", "warm", "cpu", False, None),
     ],
 )
-def test_bound_for_stage(
+def test_ceiling_candidates_of_each_stage(
     name: str, page: str, device: str, pinned: bool, expected: str | None
 ) -> None:
-    st = stage(name, 1.0, GB)
-    assert bound_for_stage(st, page_state=page, device=device, pinned=pinned) == expected
+    cands = ceiling_candidates(name, page_state=page, device=device, pinned=pinned, nbytes=GB)
+    assert cands == ((expected,) if expected else ())
 
 
 def test_uncontrolled_page_state_uses_measured_disk_bytes() -> None:
-    from_disk = stage("weight_read", 1.0, GB, disk_read_bytes=GB)
-    from_cache = stage("weight_read", 1.0, GB, disk_read_bytes=0)
-    unknown = stage("weight_read", 1.0, GB)
-    kw = {"page_state": "uncontrolled", "device": "cpu", "pinned": False}
-    assert bound_for_stage(from_disk, **kw) == "disk_read"
-    assert bound_for_stage(from_cache, **kw) == "page_cache_read"
-    assert bound_for_stage(unknown, **kw) is None
+    kw = {"page_state": "uncontrolled", "device": "cpu", "pinned": False, "nbytes": GB}
+    assert ceiling_candidates("weight_read", disk_read_bytes=GB, **kw) == ("disk_read",)
+    assert ceiling_candidates("weight_read", disk_read_bytes=0, **kw) == ("page_cache_read",)
+    assert ceiling_candidates("weight_read", **kw) == ()
 
 
 def test_page_state_of_run_distrusts_unverified_cold() -> None:
@@ -278,9 +265,9 @@ def test_cast_on_the_device_is_bound_by_device_memory() -> None:
     flagged = stage("dtype_cast", 1.0, GB, counters={"on_device": 1})
     assert cast_on_device(on_gpu) and cast_on_device(flagged)
     assert not cast_on_device(stage("dtype_cast", 1.0, GB, bytes_what="cast on the CPU"))
-    kw = {"page_state": "warm", "device": "cuda:0", "pinned": False}
-    assert bound_for_stage(on_gpu, **kw) == "device_memory"
-    assert bound_for_stage(on_gpu, page_state="warm", device="cpu", pinned=False) == ("host_memcpy")
+    kw = {"page_state": "warm", "pinned": False, "on_device": True}
+    assert ceiling_candidates("dtype_cast", device="cuda:0", **kw) == ("device_memory",)
+    assert ceiling_candidates("dtype_cast", device="cpu", **kw) == ("host_memcpy",)
     out = attach_ceilings(make_run((on_gpu,)), make_ceilings())
     assert out.stages[0].ceiling_name == "device_memory"
     assert out.stages[0].ceiling_gbps == pytest.approx(4300.0 / 1.5)
@@ -297,13 +284,13 @@ def test_read_copy_is_bound_by_the_slower_of_read_and_copy() -> None:
         "h2d_pinned",
     )
     # warm: page cache 18 GB/s < pinned 55 GB/s
-    assert bound_for_stage(rc, page_state="warm", ceilings=make_ceilings(), **kw) == (
-        "page_cache_read"
-    )
+    warm = attach_ceilings(make_run((rc,), page="warm"), make_ceilings())
+    assert warm.stages[0].ceiling_name == "page_cache_read"
     fast_cache = make_ceilings(page_cache_read=80.0)
-    assert bound_for_stage(rc, page_state="warm", ceilings=fast_cache, **kw) == "h2d_pinned"
-    assert bound_for_stage(rc, page_state="cold", ceilings=fast_cache, **kw) == "disk_read"
-    assert bound_for_stage(rc, page_state="warm", device="cpu", pinned=False) == ("page_cache_read")
+    cold = attach_ceilings(make_run((rc,), page="cold"), fast_cache)
+    assert cold.stages[0].ceiling_name == "disk_read"
+    on_cpu = ceiling_candidates("read_copy", page_state="warm", device="cpu", pinned=False)
+    assert on_cpu == ("page_cache_read",)
     out = attach_ceilings(make_run((rc,), page="warm"), fast_cache)
     assert (out.stages[0].ceiling_name, out.stages[0].ceiling_gbps) == ("h2d_pinned", 55.0)
     # one candidate not measured: the bound is unknown, nothing attached
@@ -424,12 +411,12 @@ def test_cache_hit_and_miss_by_fingerprint(monkeypatch: pytest.MonkeyPatch, tmp_
 
 def test_refresh_measures_again(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     m = FakeMachine(monkeypatch, tmp_path)
-    load_or_measure(tmp_path, device="cpu")
-    again = load_or_measure(tmp_path, device="cpu", refresh=True)
+    lookup(tmp_path, device="cpu")
+    again = lookup(tmp_path, device="cpu", refresh=True).ceilings
     assert len(m.calls) == 2
     assert again.value("disk_read") == 2.0
     # the refreshed figures replaced the cached ones
-    assert load_or_measure(tmp_path, device="cpu").value("disk_read") == 2.0
+    assert lookup(tmp_path, device="cpu").ceilings.value("disk_read") == 2.0
     assert len(m.calls) == 2
 
 

@@ -11,10 +11,9 @@ from profiler.sources.presets import (
     count_parameters,
     get_preset,
     normalize_dtype,
-    parse_size,
-    size_label,
     weight_bytes,
 )
+from profiler.sources.sizes import parse_size, size_label
 from profiler.sources.synthetic import build_spec, plan_shards, shard_file_names
 
 
@@ -142,6 +141,15 @@ def test_parse_size(text, expected):
 def test_parse_size_rejects(text):
     with pytest.raises(UserError):
         parse_size(text)
+
+
+@pytest.mark.parametrize("text", ["512M", "1.5g", "2G", "10k", "1T"])
+def test_a_bare_unit_letter_is_refused_as_ambiguous(text):
+    """The two parsers read "512M" as 512·2**20 (ceilings) and 512·10**6 (shards): the
+    one parser asks which one is meant."""
+    with pytest.raises(UserError, match="ambiguous") as e:
+        parse_size(text, "--size")
+    assert str(e.value).startswith(f"--size {text!r}") and "iB" in str(e.value)
 
 
 def test_size_label_round_trips():
