@@ -5,7 +5,7 @@ A change is a regression only when three things hold together:
 1. the median moved past a relative threshold (default 10%) in the bad direction;
 2. the two sample sets really differ: Mann–Whitney U two-sided p < alpha;
 3. the absolute change of the median is larger than a noise floor for its unit
-   (5 ms, 8 MiB, 0.5 tokens/s by default), so a 40% swing of a 1 ms stage does
+   (5 ms, 8 MB, 0.5 tokens/s by default), so a 40% swing of a 1 ms stage does
    not fail a build.
 
 A large change that is not significant is "noisy", not a regression; an
@@ -28,17 +28,15 @@ from typing import Any, Literal
 from profiler.analysis.metrics import MetricSamples
 from profiler.analysis.stats import Summary, mann_whitney_p, min_mann_whitney_p, summarize
 from profiler.errors import UserError
-from profiler.render.format import format_quantity
+from profiler.render.format import human_quantity, p_value, percent_setting, signed_percent
 
 Verdict = Literal["regression", "improvement", "unchanged", "noisy", "new", "missing"]
 Confidence = Literal["normal", "low"]
 
-MIB = 1024 * 1024
-
 # Absolute change of the median below which a change is noise, per unit. Seconds:
 # scheduler and timer jitter on a shared CI runner is a few ms. Bytes: allocator
-# arenas and page-cache accounting move RSS by a few MiB between identical runs.
-DEFAULT_FLOORS: dict[str, float] = {"s": 0.005, "bytes": 8 * MIB, "tokens/s": 0.5}
+# arenas and page-cache accounting move RSS by a few MB between identical runs.
+DEFAULT_FLOORS: dict[str, float] = {"s": 0.005, "bytes": 8e6, "tokens/s": 0.5}
 
 # Below this many samples on a side no significance test is run.
 MIN_SAMPLES = 3
@@ -149,18 +147,10 @@ def threshold_for(
     return default
 
 
-def _fmt_threshold(t: float) -> str:
-    return f"{t * 100:g}%"
-
-
 def _relative_change(base: float, cur: float) -> float:
     if base == 0:
         return 0.0 if cur == 0 else math.copysign(math.inf, cur)
     return (cur - base) / abs(base)
-
-
-def _fmt_pct(x: float) -> str:
-    return f"{x:+.1%}" if math.isfinite(x) else ("+inf" if x > 0 else "-inf")
 
 
 def _judge(
@@ -204,30 +194,32 @@ def _judge(
         if smallest >= alpha:
             confidence = "low"
             test_note = (
-                f"with {sb.n} vs {sc.n} samples p cannot go below {smallest:.3g}, not "
+                f"with {sb.n} vs {sc.n} samples p cannot go below {p_value(smallest)}, not "
                 f"below alpha {alpha:g}: decided on threshold and floor only (take more "
                 "repetitions)"
             )
 
-    moved = f"median {_fmt_pct(change)}"
+    moved = f"median {signed_percent(change)}"
     if not past_threshold:
         verdict: Verdict = "unchanged"
-        reason = f"{moved}, within the {_fmt_threshold(threshold)} threshold"
+        reason = f"{moved}, within the {percent_setting(threshold)} threshold"
     elif not past_floor:
         verdict = "unchanged"
         reason = (
-            f"{moved} but the change {format_quantity(abs(delta), cur.unit)} is under "
-            f"the floor {format_quantity(floor, cur.unit, trim=True)}"
+            f"{moved} but the change {human_quantity(abs(delta), cur.unit)} is under "
+            f"the floor {human_quantity(floor, cur.unit, trim=True)}"
         )
     elif confidence == "low":
         verdict = "regression" if worse else "improvement"
         reason = f"{moved}, past threshold and floor"
     elif p is not None and p < alpha:
         verdict = "regression" if worse else "improvement"
-        reason = f"{moved}, past threshold and floor, significant (p {p:.2g} < {alpha:g})"
+        reason = f"{moved}, past threshold and floor, significant (p {p_value(p)} < {alpha:g})"
     else:
         verdict = "noisy"
-        reason = f"{moved}, past threshold and floor, but not significant (p {p:.2g} >= {alpha:g})"
+        reason = (
+            f"{moved}, past threshold and floor, but not significant (p {p_value(p)} >= {alpha:g})"
+        )
     if test_note:
         reason = f"{reason}; {test_note}"
     return Row(

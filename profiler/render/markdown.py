@@ -21,9 +21,10 @@ from profiler.records.stage import OUTSIDE_LOAD, sort_stages
 from profiler.render.findings import findings, footer_line, native_gap_line, split_shared
 from profiler.render.format import (
     MISSING,
+    count,
     human_bytes,
     human_seconds,
-    human_summary_seconds,
+    human_summary,
     med_spread,
     num,
     time_unit,
@@ -80,7 +81,7 @@ def _model_text(g: GroupSummary) -> str:
     if m.architecture:
         parts.append(m.architecture)
     if m.num_parameters:
-        parts.append(f"{m.num_parameters / 1e6:,.1f} M parameters")
+        parts.append(f"{count(m.num_parameters)} parameters")
     if m.weight_bytes:
         what = " ".join(x for x in (m.weight_format, m.storage_dtype) if x)
         parts.append(f"{human_bytes(m.weight_bytes)}" + (f" of {what} weights" if what else ""))
@@ -114,7 +115,7 @@ def _headlines(subject: Sequence[GroupSummary]) -> list[str]:
             continue
         temp = g.key.cache
         name = {"cold": "Cold load", "warm": "Warm load"}.get(temp, f"Load ({temp})")
-        text = f"{human_summary_seconds(g.load_total)} for the load alone"
+        text = f"{human_summary(g.load_total)} for the load alone"
         if (
             g.staged_total is not None
             and g.load_total is not None
@@ -122,7 +123,7 @@ def _headlines(subject: Sequence[GroupSummary]) -> list[str]:
         ):
             text += f"; {human_seconds(g.staged_total.median)} from process start"
         if g.native_total is not None:
-            text += f"; native `from_pretrained` {human_summary_seconds(g.native_total)}"
+            text += f"; native `from_pretrained` {human_summary(g.native_total)}"
         lines.append(f"**{name}:** {text}")
     # Decode figures are quoted from the warmest group that has decode: the page
     # cache does not matter once the weights are in memory.

@@ -1,10 +1,9 @@
-"""Number formatting shared by every renderer: one unit per column, human units.
+"""The tables the console and the markdown report share, built from group summaries.
 
 A table column holds one unit, named in its header ("time (ms)"), so the cells are
-bare numbers that line up when right-aligned. :func:`time_unit` and
-:func:`bytes_unit` pick that unit from the largest value in the column; the cell
-formatters then print a few significant digits, and a spread with the same number
-of decimals as its median so ``12.3 ± 0.4`` reads as one figure.
+bare numbers that line up when right-aligned; the cells come from
+:mod:`profiler.render.format`. Columns that carry nothing for these runs are left
+out. :func:`render_table` is the one place a table is laid out (tabulate).
 """
 
 from __future__ import annotations
@@ -46,6 +45,8 @@ class Column:
 
 @dataclass(frozen=True)
 class Table:
+    """Headers, their alignments and rows of cells, ready to lay out."""
+
     headers: tuple[str, ...]
     align: tuple[str, ...]
     rows: tuple[tuple[str, ...], ...]

@@ -18,7 +18,6 @@ from pathlib import Path
 
 import pytest
 
-from profiler.analysis.stats import summarize
 from profiler.analysis.summaries import summarize_runs
 from profiler.errors import UserError
 from profiler.records.io import parse_runs
@@ -32,24 +31,7 @@ from profiler.render import (
     render_console,
     render_markdown,
 )
-from profiler.render.format import (
-    GIB,
-    MIB,
-    MICROSECONDS,
-    MILLISECONDS,
-    MISSING,
-    SECONDS,
-    bytes_unit,
-    human_bytes,
-    human_seconds,
-    human_summary_seconds,
-    med_spread,
-    num,
-    percent,
-    ratio,
-    signed,
-    time_unit,
-)
+from profiler.render.format import MISSING
 from profiler.render.plots import planned_images
 from profiler.render.tables import Column, informative, make_table, render_table
 from tests.support import fake_runs as fr
@@ -249,7 +231,7 @@ def test_markdown_summary_headlines() -> None:
     assert "**TTFT:** 30.0 ± 0.3 ms (batch 1, 16-token prompt" in summary
     assert "**Tokens/s:** 46.1 ± 0.5 tokens/s per sequence at batch 1" in summary
     assert "at batch 4" in summary
-    assert "**Machine:** AMD EPYC 7B13 (2 cores, 8.00 GiB RAM)" in summary
+    assert "**Machine:** AMD EPYC 7B13 (2 cores, 8.59 GB RAM)" in summary
     assert "**Tool:** llmprof 0.1.0" in summary
     assert "(hub)" in summary
 
@@ -263,7 +245,7 @@ def test_cpu_report_has_no_gpu_columns_and_gpu_report_has_them() -> None:
     cpu = render_markdown(fr.cpu_cold_warm())
     gpu = render_markdown(fr.gpu_cold_warm())
     assert "GPU used after" not in cpu and "torch peak" not in cpu
-    assert "GPU used after (MiB)" in gpu and "torch peak (MiB)" in gpu
+    assert "GPU used after (MB)" in gpu and "torch peak (MB)" in gpu
 
 
 def test_ceiling_columns_only_when_there_are_ceilings() -> None:
@@ -363,7 +345,7 @@ def test_console_load_table() -> None:
     assert "not run: cuda_init (no CUDA device), h2d_copy (device is cpu)" in text
     assert "ceilings: weight_read against disk_seq_read (1.20 GB/s)" in text
     header = next(line for line in text.splitlines() if line.startswith("stage "))
-    assert "time (ms)" in header and "RSS after: anon / file (MiB)" in header
+    assert "time (ms)" in header and "RSS after: anon / file (MB)" in header
     assert "GPU" not in header
     assert "native is 184 ms (14.3%) faster" in text
     assert "cold vs warm · cold against warm" in text
@@ -374,7 +356,7 @@ def test_console_load_table() -> None:
 
 def test_console_decode_tables_and_text() -> None:
     text = render_console([fr.make_run(cache="warm", gpu=True)])
-    assert "GPU used after (MiB)" in text
+    assert "GPU used after (MB)" in text
     lat = text.split("· latency\n")[1].split("\n\n")[0].splitlines()
     assert lat[0].split()[:2] == ["batch", "prompt"]
     assert [row.split()[0] for row in lat[2:]] == ["1", "4"]
@@ -394,35 +376,7 @@ def test_console_lines_fit_prose_width() -> None:
     assert all(line.startswith(("  - ", "    ")) for line in notes)
 
 
-# ------------------------------------------------------------------- format
-
-
-def test_number_formatting() -> None:
-    assert num(1234.5) == "1,234"  # 0 decimals from 100 up (round half to even)
-    assert num(12.345) == "12.3"
-    assert num(1.2345) == "1.23"
-    assert num(0.12345) == "0.123"
-    assert num(None) == MISSING
-    assert time_unit([0.5, 2.0]) == MILLISECONDS
-    assert time_unit([12.0]) == SECONDS
-    assert time_unit([2e-4]) == MICROSECONDS
-    assert bytes_unit([fr.WEIGHT_BYTES]) == MIB
-    assert bytes_unit([20 * 1024**3]) == GIB
-    assert percent(0.1234) == "12.3"
-    assert ratio(8.636) == "8.6×"
-    assert signed(-0.25, MILLISECONDS) == "−250"
-    assert human_bytes(1.5 * 1024**3) == "1.50 GiB"
-    assert human_seconds(0.0456) == "45.6 ms"
-    assert human_seconds(2.5) == "2.50 s"
-
-
-def test_median_spread_cells() -> None:
-    s3 = summarize([0.98, 1.00, 1.03])
-    assert med_spread(s3, MILLISECONDS) == "1,000 ± 20"
-    assert med_spread(summarize([0.0123, 0.0125, 0.0120])) == "0.0123 ± 0.0002"
-    assert med_spread(summarize([2.0])) == "2.00"
-    assert med_spread(None) == MISSING
-    assert human_summary_seconds(s3) == "1.00 ± 0.02 s (n=3)"
+# ------------------------------------------------------------------- tables
 
 
 def test_columns_without_information_are_dropped() -> None:
