@@ -377,7 +377,8 @@ def diagnose(
     if ran and summary.staged_total is not None:
         reps = f", median of {len(ok)} runs" if len(ok) > 1 else ""
         total = human_seconds(summary.staged_total.median)
-        lines.append(f"load: {total} over {len(ran)} stages{reps}")
+        stages = f"{len(ran)} stage{'s' if len(ran) != 1 else ''}"
+        lines.append(f"load: {total} over {stages}{reps}")
         lines.extend(
             diagnose_stages(
                 ran,

@@ -1,4 +1,9 @@
-"""TODO: docstring."""
+"""Where a profile's weights come from: the user's MODEL turned into files, before any child runs.
+
+Local sources (folders, .gguf files, presets, the bundled model) are resolved, built
+or converted here, in the parent; a hub model stays a repo id until a child
+downloads it (or the hub cache already holds it).
+"""
 
 from __future__ import annotations
 
@@ -54,7 +59,7 @@ def resolve_source(req: ProfileRequest, log: Callable[[str], None]) -> Source:
     return Source(info, None, hub_repo=req.spec)
 
 
-def _cached_snapshot(repo: str, env: dict[str, str]) -> Path | None:
+def cached_snapshot(repo: str, env: dict[str, str]) -> Path | None:
     """The snapshot folder of ``repo`` in the hub cache named by ``env``, if it holds
     every file a load needs (the same rule as the child's download), else None.
 
