@@ -153,15 +153,7 @@ def _relative_change(base: float, cur: float) -> float:
     return (cur - base) / abs(base)
 
 
-def _judge(
-    name: str,
-    base: MetricSamples,
-    cur: MetricSamples,
-    *,
-    threshold: float,
-    alpha: float,
-    floor: float,
-) -> Row:
+def _check_comparable(name: str, base: MetricSamples, cur: MetricSamples) -> None:
     if base.unit != cur.unit:
         raise UserError(
             f"metric {name!r} is in {base.unit} in the baseline but {cur.unit} in the "
@@ -172,38 +164,54 @@ def _judge(
             f"metric {name!r} is {base.direction}-is-better in the baseline but "
             f"{cur.direction}-is-better in the current results: compare like with like"
         )
+
+
+def _significance(
+    base: MetricSamples, cur: MetricSamples, alpha: float
+) -> tuple[float | None, Confidence, str]:
+    """(p-value, confidence, why confidence is low): the test when it can decide."""
+    nb, nc = len(base.samples), len(cur.samples)
+    if nb < MIN_SAMPLES or nc < MIN_SAMPLES:
+        return (
+            None,
+            "low",
+            f"only {nb} vs {nc} samples (fewer than {MIN_SAMPLES}): no significance "
+            "test, decided on threshold and floor only",
+        )
+    p = mann_whitney_p(base.samples, cur.samples)
+    smallest = min_mann_whitney_p(nb, nc)
+    if smallest >= alpha:
+        return (
+            p,
+            "low",
+            f"with {nb} vs {nc} samples p cannot go below {p_value(smallest)}, not "
+            f"below alpha {alpha:g}: decided on threshold and floor only (take more "
+            "repetitions)",
+        )
+    return p, "normal", ""
+
+
+def _judge(
+    name: str,
+    base: MetricSamples,
+    cur: MetricSamples,
+    *,
+    threshold: float,
+    alpha: float,
+    floor: float,
+) -> Row:
+    _check_comparable(name, base, cur)
     sb, sc = summarize(base.samples), summarize(cur.samples)
     change = _relative_change(sb.median, sc.median)
     delta = sc.median - sb.median
-    past_threshold = abs(change) > threshold
-    past_floor = abs(delta) > floor
     worse = (delta > 0) if cur.direction == "lower" else (delta < 0)
-
-    p: float | None = None
-    confidence: Confidence = "normal"
-    test_note = ""
-    if sb.n < MIN_SAMPLES or sc.n < MIN_SAMPLES:
-        confidence = "low"
-        test_note = (
-            f"only {sb.n} vs {sc.n} samples (fewer than {MIN_SAMPLES}): no significance "
-            "test, decided on threshold and floor only"
-        )
-    else:
-        p = mann_whitney_p(base.samples, cur.samples)
-        smallest = min_mann_whitney_p(sb.n, sc.n)
-        if smallest >= alpha:
-            confidence = "low"
-            test_note = (
-                f"with {sb.n} vs {sc.n} samples p cannot go below {p_value(smallest)}, not "
-                f"below alpha {alpha:g}: decided on threshold and floor only (take more "
-                "repetitions)"
-            )
+    p, confidence, test_note = _significance(base, cur, alpha)
 
     moved = f"median {signed_percent(change)}"
-    if not past_threshold:
+    if abs(change) <= threshold:
         verdict: Verdict = "unchanged"
         reason = f"{moved}, within the {percent_setting(threshold)} threshold"
-    elif not past_floor:
+    elif abs(delta) <= floor:
         verdict = "unchanged"
         reason = (
             f"{moved} but the change {human_quantity(abs(delta), cur.unit)} is under "
@@ -220,8 +228,6 @@ def _judge(
         reason = (
             f"{moved}, past threshold and floor, but not significant (p {p_value(p)} >= {alpha:g})"
         )
-    if test_note:
-        reason = f"{reason}; {test_note}"
     return Row(
         metric=name,
         unit=cur.unit,
@@ -232,10 +238,43 @@ def _judge(
         p_value=p,
         verdict=verdict,
         confidence=confidence,
-        reason=reason,
+        reason=f"{reason}; {test_note}" if test_note else reason,
         threshold=threshold,
         floor=floor,
         confidence_note=test_note,
+    )
+
+
+def _one_sided(
+    name: str,
+    b: MetricSamples | None,
+    c: MetricSamples | None,
+    threshold: float,
+    floors: Mapping[str, float],
+) -> Row:
+    """The row of a metric found on one side only: "new" or "missing", never dropped."""
+    m = c if c is not None else b
+    assert m is not None
+    s = summarize(m.samples)
+    if c is not None:
+        verdict: Verdict = "new"
+        reason = "only in the current results"
+    else:
+        verdict = "missing"
+        reason = "in the baseline but not in the current results (failed or not run?)"
+    return Row(
+        metric=name,
+        unit=m.unit,
+        direction=m.direction,
+        baseline=None if b is None else s,
+        current=None if c is None else s,
+        change=None,
+        p_value=None,
+        verdict=verdict,
+        confidence="normal",
+        reason=reason,
+        threshold=threshold,
+        floor=floors.get(m.unit, 0.0),
     )
 
 
@@ -281,32 +320,8 @@ def compare(
         t = threshold_for(name, threshold, thresholds, (c, b))
         if b is not None and c is not None:
             rows.append(_judge(name, b, c, threshold=t, alpha=alpha, floor=floors.get(c.unit, 0.0)))
-            continue
-        m = c if c is not None else b
-        assert m is not None
-        s = summarize(m.samples)
-        if c is not None:
-            verdict: Verdict = "new"
-            reason = "only in the current results"
         else:
-            verdict = "missing"
-            reason = "in the baseline but not in the current results (failed or not run?)"
-        rows.append(
-            Row(
-                metric=name,
-                unit=m.unit,
-                direction=m.direction,
-                baseline=None if b is None else s,
-                current=None if c is None else s,
-                change=None,
-                p_value=None,
-                verdict=verdict,
-                confidence="normal",
-                reason=reason,
-                threshold=t,
-                floor=floors.get(m.unit, 0.0),
-            )
-        )
+            rows.append(_one_sided(name, b, c, t, floors))
 
     mb = dict(machine_baseline or {})
     mc = dict(machine_current or {})

@@ -17,12 +17,11 @@ from profiler.analysis.summaries import GroupSummary, summarize_runs
 from profiler.records.run import RunRecord
 from profiler.render.findings import findings, footer_line, native_gap_line, split_shared
 from profiler.render.format import count, human_bytes
+from profiler.render.overview import distinct_environments, groups_table
 from profiler.render.tables import (
     ceilings_line,
     cold_warm_table,
     decode_table,
-    distinct_environments,
-    groups_table,
     render_table,
     skipped_line,
     stage_table,

@@ -29,15 +29,17 @@ from profiler.render.format import (
     num,
     time_unit,
 )
-from profiler.render.tables import (
+from profiler.render.overview import (
     attribution_table,
-    cold_warm_table,
-    decode_table,
     distinct_environments,
     environment_table,
     groups_table,
-    key_text,
     native_table,
+)
+from profiler.render.tables import (
+    cold_warm_table,
+    decode_table,
+    key_text,
     render_table,
     stage_table,
 )
@@ -257,115 +259,144 @@ def render_markdown(
         raise UserError("no runs to report: pass llmprof JSON result files or folders")
     keys = [g.key for g in groups]
     fields = varying_fields(keys)
-    index = {id(g): i for i, g in enumerate(groups)}
     if title is None:
         models = list(dict.fromkeys(k.model for k in keys))
         title = "llmprof report: " + ", ".join(models)
-
-    out: list[str] = [f"# {title}", "", "## Summary", "", *_summary(groups, fields), ""]
-
-    if any(g.stages for g in groups):
-        out += [
-            "## Load stages",
-            "",
-            "Each stage of the load timed on its own (staged view). Cells are median ± MAD "
-            "over the repetitions; share is of the staged total (every stage, process start "
-            "included); the load total leaves out "
-            + ", ".join(f"`{n}`" for n in sort_stages(list(OUTSIDE_LOAD)))
-            + ", which a process pays before any load. Bytes are what the stage moved; "
-            "RSS after is split into anonymous memory and file-backed pages (mmap'd "
-            "weights).",
-            "",
-        ]
-
-        def stages_body(g: GroupSummary) -> list[str]:
-            if not g.stages:
-                why = "No load stages recorded." if g.n_ok else "No completed repetition."
-                return [why, ""]
-            return [render_table(stage_table(g), FMT), ""]
-
-        out += _per_group(groups, fields, stages_body)
-        out += _image(images, "load_stages", "Load stages, stacked, per cache state")
-
-    pairs = cold_warm_pairs(groups)
-    if pairs:
-        out += [
-            "## Cold vs warm",
-            "",
-            "Same model, device, dtype and machine; only the cache state differs. "
-            "cold − warm is the cost of reading from storage; cold / warm the factor.",
-            "",
-        ]
-        others = [f for f in fields if f != "cache"]
-        for cmp in pairs:
-            env = _env_of(groups, cmp.cold)
-            subject = f"{key_text(cmp.cold, others, env)}: " if others else ""
-            out += [
-                f"### {subject}{cmp.cold.cache} vs {cmp.warm.cache}",
-                "",
-                render_table(cold_warm_table(cmp), FMT),
-                "",
-            ]
-
-    native = [g for g in groups if g.native_total is not None]
-    if native:
-        out += [
-            "## Native vs staged",
-            "",
-            "The native view times a plain `from_pretrained` (and `.to()`) as a user "
-            "calls it, in a process that has already imported its libraries; it is set "
-            "against the staged load total, which leaves process start out too. A gap is "
-            "a finding: native faster means from_pretrained overlaps or threads work the "
-            "staged view serializes; native slower means framework overhead outside the "
-            "stages.",
-            "",
-            render_table(native_table(native, fields), FMT),
-            "",
-        ]
-        for g in native:
-            line = native_gap_line(g, explain=len(native) == 1)
-            if line:
-                out.append(f"- {key_text(g.key, fields, g.environment)}: {line}")
-        out.append("")
-        counters = attribution_table(native, fields)
-        if counters is not None:
-            out += [
-                "Counters measured during the native load (medians):",
-                "",
-                render_table(counters, FMT),
-                "",
-            ]
-
-    if any(g.decode for g in groups):
-        out += [
-            "## Decode",
-            "",
-            "Warm `generate()` calls. TTFT is prefill plus the first token; p50/p90/p99 "
-            "and max are token-to-token latencies inside one call; tokens/s excludes "
-            "prefill; MBU is the bytes a step reads (weights and KV cache) over the step "
-            "time, against the memory bandwidth; first is the process's first call.",
-            "",
-        ]
-
-        def decode_body(g: GroupSummary) -> list[str]:
-            if not g.decode:
-                return []
-            lines = [render_table(decode_table(g), FMT), "", *_bandwidth_line(g)]
-            for text in dict.fromkeys(d.text for d in g.decode if d.text):
-                batch = next(d.batch_size for d in g.decode if d.text == text)
-                lines += [f"Generated text (batch {batch}, first sequence):", "", _fence(text), ""]
-            lines += _image(
-                images, f"token_latency/{index[id(g)]}", "Per-token latency by generated position"
-            )
-            return lines
-
-        out += _per_group(groups, fields, decode_body)
-        out += _image(images, "throughput", "Decode tokens/s against batch size")
-
     envs = distinct_environments(groups)
+    out: list[str] = [f"# {title}", "", "## Summary", "", *_summary(groups, fields), ""]
+    out += _load_section(groups, fields, images)
+    out += _cold_warm_section(groups, fields)
+    out += _native_section(groups, fields)
+    out += _decode_section(groups, fields, images)
     out += ["## Environment", "", render_table(environment_table(envs), FMT), ""]
+    out += _notes_section(groups, fields, skipped)
+    out += ["---", ""]
+    out += [f"*{footer_line(env)}*  " for env in envs]
+    out[-1] = out[-1].rstrip()
+    return "\n".join(out) + "\n"
 
-    out += ["## Notes and warnings", ""]
+
+def _load_section(
+    groups: Sequence[GroupSummary], fields: Sequence[str], images: Mapping[str, str]
+) -> list[str]:
+    if not any(g.stages for g in groups):
+        return []
+    out = [
+        "## Load stages",
+        "",
+        "Each stage of the load timed on its own (staged view). Cells are median ± MAD "
+        "over the repetitions; share is of the staged total (every stage, process start "
+        "included); the load total leaves out "
+        + ", ".join(f"`{n}`" for n in sort_stages(list(OUTSIDE_LOAD)))
+        + ", which a process pays before any load. Bytes are what the stage moved; "
+        "RSS after is split into anonymous memory and file-backed pages (mmap'd "
+        "weights).",
+        "",
+    ]
+
+    def stages_body(g: GroupSummary) -> list[str]:
+        if not g.stages:
+            why = "No load stages recorded." if g.n_ok else "No completed repetition."
+            return [why, ""]
+        return [render_table(stage_table(g), FMT), ""]
+
+    out += _per_group(groups, fields, stages_body)
+    return out + _image(images, "load_stages", "Load stages, stacked, per cache state")
+
+
+def _cold_warm_section(groups: Sequence[GroupSummary], fields: Sequence[str]) -> list[str]:
+    pairs = cold_warm_pairs(groups)
+    if not pairs:
+        return []
+    out = [
+        "## Cold vs warm",
+        "",
+        "Same model, device, dtype and machine; only the cache state differs. "
+        "cold − warm is the cost of reading from storage; cold / warm the factor.",
+        "",
+    ]
+    others = [f for f in fields if f != "cache"]
+    for cmp in pairs:
+        env = _env_of(groups, cmp.cold)
+        subject = f"{key_text(cmp.cold, others, env)}: " if others else ""
+        out += [
+            f"### {subject}{cmp.cold.cache} vs {cmp.warm.cache}",
+            "",
+            render_table(cold_warm_table(cmp), FMT),
+            "",
+        ]
+    return out
+
+
+def _native_section(groups: Sequence[GroupSummary], fields: Sequence[str]) -> list[str]:
+    native = [g for g in groups if g.native_total is not None]
+    if not native:
+        return []
+    out = [
+        "## Native vs staged",
+        "",
+        "The native view times a plain `from_pretrained` (and `.to()`) as a user "
+        "calls it, in a process that has already imported its libraries; it is set "
+        "against the staged load total, which leaves process start out too. A gap is "
+        "a finding: native faster means from_pretrained overlaps or threads work the "
+        "staged view serializes; native slower means framework overhead outside the "
+        "stages.",
+        "",
+        render_table(native_table(native, fields), FMT),
+        "",
+    ]
+    for g in native:
+        line = native_gap_line(g, explain=len(native) == 1)
+        if line:
+            out.append(f"- {key_text(g.key, fields, g.environment)}: {line}")
+    out.append("")
+    counters = attribution_table(native, fields)
+    if counters is not None:
+        out += [
+            "Counters measured during the native load (medians):",
+            "",
+            render_table(counters, FMT),
+            "",
+        ]
+    return out
+
+
+def _decode_section(
+    groups: Sequence[GroupSummary], fields: Sequence[str], images: Mapping[str, str]
+) -> list[str]:
+    if not any(g.decode for g in groups):
+        return []
+    index = {id(g): i for i, g in enumerate(groups)}
+    out = [
+        "## Decode",
+        "",
+        "Warm `generate()` calls. TTFT is prefill plus the first token; p50/p90/p99 "
+        "and max are token-to-token latencies inside one call; tokens/s excludes "
+        "prefill; MBU is the bytes a step reads (weights and KV cache) over the step "
+        "time, against the memory bandwidth; first is the process's first call.",
+        "",
+    ]
+
+    def decode_body(g: GroupSummary) -> list[str]:
+        if not g.decode:
+            return []
+        lines = [render_table(decode_table(g), FMT), "", *_bandwidth_line(g)]
+        for text in dict.fromkeys(d.text for d in g.decode if d.text):
+            batch = next(d.batch_size for d in g.decode if d.text == text)
+            lines += [f"Generated text (batch {batch}, first sequence):", "", _fence(text), ""]
+        lines += _image(
+            images, f"token_latency/{index[id(g)]}", "Per-token latency by generated position"
+        )
+        return lines
+
+    out += _per_group(groups, fields, decode_body)
+    return out + _image(images, "throughput", "Decode tokens/s against batch size")
+
+
+def _notes_section(
+    groups: Sequence[GroupSummary], fields: Sequence[str], skipped: Sequence[tuple[str, str]]
+) -> list[str]:
+    out = ["## Notes and warnings", ""]
     if nothing_in_common(groups):
         out += [
             "- These runs share no model and no machine: groups are listed side by side, "
@@ -385,13 +416,9 @@ def render_markdown(
         out += ["### Files left out", ""]
         out += [f"- `{path}`: {reason}" for path, reason in skipped]
         out.append("")
-    if out[-2:] == ["## Notes and warnings", ""]:
+    if out == ["## Notes and warnings", ""]:
         out += ["Nothing to report.", ""]
-
-    out += ["---", ""]
-    out += [f"*{footer_line(env)}*  " for env in envs]
-    out[-1] = out[-1].rstrip()
-    return "\n".join(out) + "\n"
+    return out
 
 
 def _env_of(groups: Sequence[GroupSummary], key: GroupKey) -> Environment | None:
