@@ -181,13 +181,16 @@ def _stages_of(run: RunRecord, view: str) -> tuple[StageRecord, ...]:
 def summarize_stages(
     runs: Sequence[RunRecord], total: Summary | None, *, view: str = "staged"
 ) -> tuple[StageSummary, ...]:
-    """Summarize each stage by name across repetitions, in pipeline order.
+    """Summarize each stage by name across repetitions, in the order of the load.
 
     ``view`` picks the staged stages of each run or those of its native view;
     ``total`` is the median total the shares are taken of.
     """
     per_run = [(r, _stages_of(r, view)) for r in runs]
-    names = sort_stages([s.name for _r, stages in per_run for s in stages])
+    seen = [s.name for _r, stages in per_run for s in stages]
+    # The native view's few calls (tokenizer, from_pretrained, to_device, eval) keep
+    # the order they ran in; the staged stages follow the pipeline.
+    names = sort_stages(seen) if view == "staged" else list(dict.fromkeys(seen))
     out = []
     for name in names:
         pairs = [(r, s) for r, stages in per_run for s in stages if s.name == name]

@@ -74,7 +74,9 @@ def native_table(groups: Sequence[GroupSummary], fields: Sequence[str]) -> Table
         for g in groups:
             st = next((s for s in g.native_stages if s.name == name), None)
             cells.append(med_spread(st.time, lu) if st else MISSING)
-        native_stage_cols.append(Column(f"{name} ({lu.name})", tuple(cells)))
+        native_stage_cols.append(
+            Column(f"{name} ({lu.name})", tuple(cells), show=informative(cells))
+        )
     return make_table(
         [
             *key_columns(groups, fields),

@@ -79,14 +79,18 @@ def informative(cells: Iterable[str]) -> bool:
 
 
 def key_text(key: GroupKey, fields: Sequence[str], env: Environment | None = None) -> str:
-    """The parts of a group key that tell it apart from the other groups."""
+    """The parts of a group key that tell it apart from the other groups.
+
+    An empty part (the variant of a run that is not one) is left out rather than
+    shown as a dangling separator.
+    """
     parts = []
     for f in fields:
         if f == "machine":
             parts.append(machine_label(env) if env is not None else "machine")
         else:
             parts.append(str(getattr(key, f)))
-    return " · ".join(parts)
+    return " · ".join(p for p in parts if p) or MISSING
 
 
 def key_columns(groups: Sequence[GroupSummary], fields: Sequence[str]) -> list[Column]:

@@ -64,9 +64,12 @@ def judge(runs: Sequence[RunRecord], mode: str, device: str, log: Callable[[str]
     return Session(tuple(judged), tuple(diagnose_groups(judged, found.ceilings)))
 
 
-def diagnose_groups(runs: Sequence[RunRecord], ceilings: Ceilings) -> list[str]:
+def diagnose_groups(runs: Sequence[RunRecord], ceilings: Ceilings | None) -> list[str]:
     """Diagnosis lines of every group of ``runs`` (one group per cache state, and per
-    variant with ``--variants``), each tagged with what sets its group apart."""
+    variant with ``--variants``), each tagged with what sets its group apart.
+
+    Without ``ceilings``, the ceilings already attached to the stages are used.
+    """
     from profiler.analysis.diagnosis import diagnose
     from profiler.analysis.grouping import group_runs
 

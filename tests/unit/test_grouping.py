@@ -15,7 +15,7 @@ from profiler.analysis.summaries import (
     summarize_runs,
     summarize_stages,
 )
-from profiler.records.run import CacheState, RunRecord
+from profiler.records.run import CacheState, NativeView, RunRecord
 from profiler.records.stage import StageRecord
 from tests.support import fake_runs as fr
 
@@ -292,3 +292,11 @@ def test_empty_decode_and_native_are_none() -> None:
     assert s.decode == ()
     assert s.native_total is None
     assert native_gap(s) is None
+
+
+def test_native_stages_keep_the_order_they_ran_in() -> None:
+    calls = ("tokenizer", "from_pretrained", "to_device", "eval")
+    native = NativeView(stages=tuple(_stage(n, 0.1) for n in calls))
+    run = dataclasses.replace(fr.make_run(), native=native)
+    (s,) = summarize_runs([run])
+    assert [st.name for st in s.native_stages] == list(calls)
