@@ -12,7 +12,6 @@ from pathlib import Path
 import pytest
 
 from profiler.cli import main
-from profiler.render.format import num
 from profiler.machine.disk import _evict, probe_files, resident_fraction
 from profiler.machine.plan import ProbePlan
 from profiler.machine.probe import measure_ceilings
@@ -25,6 +24,7 @@ from profiler.records.ceilings import (
     TFLOPS,
     Ceilings,
 )
+from profiler.render.format import num
 from profiler.run.devices import parse_device
 
 ROOT = Path(__file__).resolve().parents[2]

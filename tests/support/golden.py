@@ -107,8 +107,6 @@ def recorded(name: str) -> list[RunRecord]:
     return load_runs(RUNS / f"{name}.json")
 
 
-
-
 if __name__ == "__main__":
     if sys.argv[1:2] != ["record"]:
         raise SystemExit("usage: python -m tests.support.golden record [NAME...]")

@@ -135,7 +135,7 @@ def test_skipped_stage_has_reason_and_no_time() -> None:
     assert cuda.n == 0
     assert cuda.share_of_total is None
     assert cuda.statuses == {"skipped": 3}
-    assert cuda.skipped_reason == "no CUDA device"
+    assert cuda.skipped_reason == "device is cpu"
 
 
 def test_summarize_stages_median_and_mad_by_hand() -> None:
@@ -215,8 +215,8 @@ def test_native_total_and_gap_against_the_load_total() -> None:
     assert gap is not None
     assert gap[0] == pytest.approx(1.10 - COLD_LOAD)
     assert gap[1] == pytest.approx((1.10 - COLD_LOAD) / COLD_LOAD)
-    assert cold.native_attribution["disk_read_bytes"] == fr.WEIGHT_BYTES
-    assert warm.native_attribution["major_faults"] == 0
+    assert cold.native_attribution["from_pretrained.disk_read_bytes"] == fr.WEIGHT_BYTES
+    assert warm.native_attribution["from_pretrained.major_faults"] == 0
     assert cold.unattributed == ("0.21 s between the last weight read and the first forward",)
 
 
