@@ -12,6 +12,7 @@ from profiler.errors import UserError
 from profiler.machine.cache import lookup
 from profiler.machine.fingerprint import default_folder
 from profiler.render.ceilings import ceilings_table
+from profiler.render.format import human_seconds
 
 HELP = (
     "measure what this machine can move: cold disk and page-cache reads, host memory, "
@@ -97,7 +98,7 @@ def run(args: argparse.Namespace) -> int:
     print(ceilings_table(c))
     print()
     mode = "quick" if c.quick else "full"
-    took = f", took {c.elapsed_s:.1f} s" if c.elapsed_s is not None else ""
+    took = f", took {human_seconds(c.elapsed_s)}" if c.elapsed_s is not None else ""
     if found.from_cache:
         print(
             f"from cache: {found.path} ({mode}, measured {c.measured_at}{took}); "

@@ -68,7 +68,7 @@ def _list() -> int:
 
 def _build(args: argparse.Namespace) -> int:
     from profiler.caches.models import folder_size
-    from profiler.render.format import human_bytes
+    from profiler.render.format import human_bytes, human_seconds
     from profiler.sources import SYNTHETIC_PREFIX, resolve_local
     from profiler.sources.bundled import ALIASES
 
@@ -94,7 +94,7 @@ def _build(args: argparse.Namespace) -> int:
     if resolved.build_s is None:
         print(f"{spec}: already built: {resolved.path} ({size})")
     else:
-        print(f"{spec}: built in {resolved.build_s:.1f} s: {resolved.path} ({size})")
+        print(f"{spec}: built in {human_seconds(resolved.build_s)}: {resolved.path} ({size})")
     return 0
 
 

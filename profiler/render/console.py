@@ -166,6 +166,11 @@ def render_console(runs: Sequence[RunRecord]) -> str:
     return "\n".join(out) + "\n"
 
 
+def render_diagnosis(lines: Sequence[str]) -> str:
+    """The diagnosis after the tables: a heading and one item per line, not wrapped."""
+    return "\n".join(["Diagnosis", *(f"  - {line}" for line in lines)])
+
+
 class ConsoleRenderer:
     """Plain-text tables for a terminal."""
 

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from profiler.errors import UserError
 from profiler.records.run import ModelInfo
+from profiler.render.format import human_seconds
 from profiler.run.request import ProfileRequest
 
 
@@ -37,8 +38,9 @@ def resolve_source(req: ProfileRequest, log: Callable[[str], None]) -> Source:
     if local is not None:
         notes = list(local.notes)
         if local.build_s is not None:
-            notes.append(f"built in {local.build_s:.1f} s before profiling (not part of any stage)")
-            log(f"built {req.spec} in {local.build_s:.1f} s → {local.path}")
+            took = human_seconds(local.build_s)
+            notes.append(f"built in {took} before profiling (not part of any stage)")
+            log(f"built {req.spec} in {took} → {local.path}")
         info = ModelInfo(
             spec=req.spec,
             source_kind=local.kind,

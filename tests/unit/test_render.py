@@ -417,3 +417,11 @@ def test_headings_leave_out_an_empty_variant() -> None:
     assert "### bfloat16" in heads and "### float32 · fast" in heads
     assert not any(h.rstrip().endswith("·") for h in heads)
     assert key_text(summarize_runs([plain])[0].key, ["variant"]) == MISSING
+
+
+def test_diagnosis_block() -> None:
+    from profiler.render.console import render_diagnosis
+
+    assert render_diagnosis(["load: 1.00 s over 2 stages", "decode ok"]) == (
+        "Diagnosis\n  - load: 1.00 s over 2 stages\n  - decode ok"
+    )
