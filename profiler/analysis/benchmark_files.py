@@ -1,4 +1,10 @@
-"""TODO: docstring."""
+"""Reading results files for ``llmprof compare``: llmprof records and pytest-benchmark JSON.
+
+A path (a file, or a folder searched for ``*.json``) becomes named metrics with raw
+samples (:mod:`profiler.analysis.metrics`), the machine they were measured on, and
+notes on what was left out (failed runs, runs present twice, benchmarks without raw
+samples). Bad input is a UserError naming the file.
+"""
 
 from __future__ import annotations
 
@@ -12,8 +18,8 @@ from profiler.analysis.metrics import (
     EXTRA_INFO_KEY,
     UNIT_SECONDS,
     MetricSamples,
-    _number,
     failed_run_counts,
+    finite_number,
     metrics_from_extra_info,
     metrics_from_runs,
     run_prefix,
@@ -133,9 +139,9 @@ def _load_pytest_benchmark(doc: dict[str, Any], path: Path, st: _Load) -> None:
         try:
             data = stats.get("data")
             if isinstance(data, list) and data:
-                samples = tuple(_number(x, "a sample") for x in data)
+                samples = tuple(finite_number(x, "a sample") for x in data)
             else:
-                samples = (_number(stats.get("median"), "stats.median"),)
+                samples = (finite_number(stats.get("median"), "stats.median"),)
                 missing_data.append(name)
             extra = bench.get("extra_info") or {}
             carried = (

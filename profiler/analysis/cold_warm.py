@@ -1,4 +1,9 @@
-"""TODO: docstring."""
+"""Cold against warm: the same subject's stages with only the cache state changed.
+
+Pure functions over group summaries: per stage, cold − warm is the cost of reading
+from storage and cold / warm the factor; groups are paired only when model, device,
+dtype, variant, machine and process mode all match.
+"""
 
 from __future__ import annotations
 

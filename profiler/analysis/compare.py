@@ -5,7 +5,7 @@ A change is a regression only when three things hold together:
 1. the median moved past a relative threshold (default 10%) in the bad direction;
 2. the two sample sets really differ: Mann–Whitney U two-sided p < alpha;
 3. the absolute change of the median is larger than a noise floor for its unit
-   (5 ms, 8 MiB, 0.5 tokens/s by default), so a 40% swing of a 1 ms stage does
+   (5 ms, 8 MB, 0.5 tokens/s by default), so a 40% swing of a 1 ms stage does
    not fail a build.
 
 A large change that is not significant is "noisy", not a regression; an
@@ -28,17 +28,15 @@ from typing import Any, Literal
 from profiler.analysis.metrics import MetricSamples
 from profiler.analysis.stats import Summary, mann_whitney_p, min_mann_whitney_p, summarize
 from profiler.errors import UserError
-from profiler.render.format import format_quantity
+from profiler.render.format import human_quantity, p_value, percent_setting, signed_percent
 
 Verdict = Literal["regression", "improvement", "unchanged", "noisy", "new", "missing"]
 Confidence = Literal["normal", "low"]
 
-MIB = 1024 * 1024
-
 # Absolute change of the median below which a change is noise, per unit. Seconds:
 # scheduler and timer jitter on a shared CI runner is a few ms. Bytes: allocator
-# arenas and page-cache accounting move RSS by a few MiB between identical runs.
-DEFAULT_FLOORS: dict[str, float] = {"s": 0.005, "bytes": 8 * MIB, "tokens/s": 0.5}
+# arenas and page-cache accounting move RSS by a few MB between identical runs.
+DEFAULT_FLOORS: dict[str, float] = {"s": 0.005, "bytes": 8e6, "tokens/s": 0.5}
 
 # Below this many samples on a side no significance test is run.
 MIN_SAMPLES = 3
@@ -149,18 +147,48 @@ def threshold_for(
     return default
 
 
-def _fmt_threshold(t: float) -> str:
-    return f"{t * 100:g}%"
-
-
 def _relative_change(base: float, cur: float) -> float:
     if base == 0:
         return 0.0 if cur == 0 else math.copysign(math.inf, cur)
     return (cur - base) / abs(base)
 
 
-def _fmt_pct(x: float) -> str:
-    return f"{x:+.1%}" if math.isfinite(x) else ("+inf" if x > 0 else "-inf")
+def _check_comparable(name: str, base: MetricSamples, cur: MetricSamples) -> None:
+    if base.unit != cur.unit:
+        raise UserError(
+            f"metric {name!r} is in {base.unit} in the baseline but {cur.unit} in the "
+            "current results: compare results of the same llmprof version"
+        )
+    if base.direction != cur.direction:
+        raise UserError(
+            f"metric {name!r} is {base.direction}-is-better in the baseline but "
+            f"{cur.direction}-is-better in the current results: compare like with like"
+        )
+
+
+def _significance(
+    base: MetricSamples, cur: MetricSamples, alpha: float
+) -> tuple[float | None, Confidence, str]:
+    """(p-value, confidence, why confidence is low): the test when it can decide."""
+    nb, nc = len(base.samples), len(cur.samples)
+    if nb < MIN_SAMPLES or nc < MIN_SAMPLES:
+        return (
+            None,
+            "low",
+            f"only {nb} vs {nc} samples (fewer than {MIN_SAMPLES}): no significance "
+            "test, decided on threshold and floor only",
+        )
+    p = mann_whitney_p(base.samples, cur.samples)
+    smallest = min_mann_whitney_p(nb, nc)
+    if smallest >= alpha:
+        return (
+            p,
+            "low",
+            f"with {nb} vs {nc} samples p cannot go below {p_value(smallest)}, not "
+            f"below alpha {alpha:g}: decided on threshold and floor only (take more "
+            "repetitions)",
+        )
+    return p, "normal", ""
 
 
 def _judge(
@@ -172,64 +200,34 @@ def _judge(
     alpha: float,
     floor: float,
 ) -> Row:
-    if base.unit != cur.unit:
-        raise UserError(
-            f"metric {name!r} is in {base.unit} in the baseline but {cur.unit} in the "
-            "current results: compare results of the same llmprof version"
-        )
-    if base.direction != cur.direction:
-        raise UserError(
-            f"metric {name!r} is {base.direction}-is-better in the baseline but "
-            f"{cur.direction}-is-better in the current results: compare like with like"
-        )
+    _check_comparable(name, base, cur)
     sb, sc = summarize(base.samples), summarize(cur.samples)
     change = _relative_change(sb.median, sc.median)
     delta = sc.median - sb.median
-    past_threshold = abs(change) > threshold
-    past_floor = abs(delta) > floor
     worse = (delta > 0) if cur.direction == "lower" else (delta < 0)
+    p, confidence, test_note = _significance(base, cur, alpha)
 
-    p: float | None = None
-    confidence: Confidence = "normal"
-    test_note = ""
-    if sb.n < MIN_SAMPLES or sc.n < MIN_SAMPLES:
-        confidence = "low"
-        test_note = (
-            f"only {sb.n} vs {sc.n} samples (fewer than {MIN_SAMPLES}): no significance "
-            "test, decided on threshold and floor only"
-        )
-    else:
-        p = mann_whitney_p(base.samples, cur.samples)
-        smallest = min_mann_whitney_p(sb.n, sc.n)
-        if smallest >= alpha:
-            confidence = "low"
-            test_note = (
-                f"with {sb.n} vs {sc.n} samples p cannot go below {smallest:.3g}, not "
-                f"below alpha {alpha:g}: decided on threshold and floor only (take more "
-                "repetitions)"
-            )
-
-    moved = f"median {_fmt_pct(change)}"
-    if not past_threshold:
+    moved = f"median {signed_percent(change)}"
+    if abs(change) <= threshold:
         verdict: Verdict = "unchanged"
-        reason = f"{moved}, within the {_fmt_threshold(threshold)} threshold"
-    elif not past_floor:
+        reason = f"{moved}, within the {percent_setting(threshold)} threshold"
+    elif abs(delta) <= floor:
         verdict = "unchanged"
         reason = (
-            f"{moved} but the change {format_quantity(abs(delta), cur.unit)} is under "
-            f"the floor {format_quantity(floor, cur.unit, trim=True)}"
+            f"{moved} but the change {human_quantity(abs(delta), cur.unit)} is under "
+            f"the floor {human_quantity(floor, cur.unit, trim=True)}"
         )
     elif confidence == "low":
         verdict = "regression" if worse else "improvement"
         reason = f"{moved}, past threshold and floor"
     elif p is not None and p < alpha:
         verdict = "regression" if worse else "improvement"
-        reason = f"{moved}, past threshold and floor, significant (p {p:.2g} < {alpha:g})"
+        reason = f"{moved}, past threshold and floor, significant (p {p_value(p)} < {alpha:g})"
     else:
         verdict = "noisy"
-        reason = f"{moved}, past threshold and floor, but not significant (p {p:.2g} >= {alpha:g})"
-    if test_note:
-        reason = f"{reason}; {test_note}"
+        reason = (
+            f"{moved}, past threshold and floor, but not significant (p {p_value(p)} >= {alpha:g})"
+        )
     return Row(
         metric=name,
         unit=cur.unit,
@@ -240,10 +238,43 @@ def _judge(
         p_value=p,
         verdict=verdict,
         confidence=confidence,
-        reason=reason,
+        reason=f"{reason}; {test_note}" if test_note else reason,
         threshold=threshold,
         floor=floor,
         confidence_note=test_note,
+    )
+
+
+def _one_sided(
+    name: str,
+    b: MetricSamples | None,
+    c: MetricSamples | None,
+    threshold: float,
+    floors: Mapping[str, float],
+) -> Row:
+    """The row of a metric found on one side only: "new" or "missing", never dropped."""
+    m = c if c is not None else b
+    assert m is not None
+    s = summarize(m.samples)
+    if c is not None:
+        verdict: Verdict = "new"
+        reason = "only in the current results"
+    else:
+        verdict = "missing"
+        reason = "in the baseline but not in the current results (failed or not run?)"
+    return Row(
+        metric=name,
+        unit=m.unit,
+        direction=m.direction,
+        baseline=None if b is None else s,
+        current=None if c is None else s,
+        change=None,
+        p_value=None,
+        verdict=verdict,
+        confidence="normal",
+        reason=reason,
+        threshold=threshold,
+        floor=floors.get(m.unit, 0.0),
     )
 
 
@@ -289,32 +320,8 @@ def compare(
         t = threshold_for(name, threshold, thresholds, (c, b))
         if b is not None and c is not None:
             rows.append(_judge(name, b, c, threshold=t, alpha=alpha, floor=floors.get(c.unit, 0.0)))
-            continue
-        m = c if c is not None else b
-        assert m is not None
-        s = summarize(m.samples)
-        if c is not None:
-            verdict: Verdict = "new"
-            reason = "only in the current results"
         else:
-            verdict = "missing"
-            reason = "in the baseline but not in the current results (failed or not run?)"
-        rows.append(
-            Row(
-                metric=name,
-                unit=m.unit,
-                direction=m.direction,
-                baseline=None if b is None else s,
-                current=None if c is None else s,
-                change=None,
-                p_value=None,
-                verdict=verdict,
-                confidence="normal",
-                reason=reason,
-                threshold=t,
-                floor=floors.get(m.unit, 0.0),
-            )
-        )
+            rows.append(_one_sided(name, b, c, t, floors))
 
     mb = dict(machine_baseline or {})
     mc = dict(machine_current or {})

@@ -10,7 +10,6 @@ Pure functions: run records and ceilings in, sentences out.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 from profiler.analysis.decode_metrics import (
     CEILINGS_SOURCE_PREFIX,
@@ -20,45 +19,25 @@ from profiler.analysis.decode_metrics import (
     group_by_shape,
     prefill_mfu,
 )
+from profiler.analysis.grouping import RunGroup, key_of
 from profiler.analysis.stats import median
+from profiler.analysis.summaries import StageSummary, summarize_group
 from profiler.machine.bounds import (
     DESCRIPTIONS,
-    cast_on_device,
     ceiling_candidates,
     decode_bandwidth_ceiling,
     matmul_ceiling,
     page_state_of,
     pick_ceiling,
-    stage_ceiling_scale,
-    stage_pinned,
 )
 from profiler.records.ceilings import Ceilings
 from profiler.records.run import RunRecord
+from profiler.render.format import human_seconds, num, percent_text, ratio
 
 BOUND = 0.7  # at or above this fraction of its ceiling a stage is called bound by it
 MIN_SHARE = 0.2  # stages below this share of the load get no line of their own
 MAX_STAGE_LINES = 3
 OVER = 1.1  # above the ceiling by more than this: the comparison itself is suspect
-
-
-@dataclass(frozen=True)
-class StageSummary:
-    """One stage over a group of runs: medians of the repetitions that ran it."""
-
-    name: str
-    duration_s: float
-    bytes: float | None = None
-    gbps: float | None = None
-    disk_read_bytes: float | None = None
-    pinned: bool = False
-    on_device: bool = False  # a dtype_cast done on the GPU
-    threads: int | None = None  # the stage's "threads" counter (readers), if it has one
-    # Ceiling GB/s → the stage's own bytes per second (a cast moves more bytes than
-    # it counts); None when unknown. See profiler.machine.bounds.stage_ceiling_scale.
-    scale: float | None = 1.0
-    ceiling_name: str | None = None  # as attached to the records, if they were
-    ceiling_gbps: float | None = None
-    runs: int = 1
 
 
 def _med(values: Sequence[float | None]) -> float | None:
@@ -67,69 +46,18 @@ def _med(values: Sequence[float | None]) -> float | None:
 
 
 def _check_group(runs: Sequence[RunRecord]) -> None:
-    keys = {(r.model.spec, r.device, r.dtype_resolved, r.cache.label) for r in runs}
+    keys = {key_of(r) for r in runs}
     if len(keys) > 1:
         raise ValueError(
-            "diagnose() takes repetitions of one group (same model, device, dtype and "
-            f"cache state), got {len(keys)} groups"
+            "diagnose() takes repetitions of one group (same model, device, dtype, cache "
+            f"state, variant and machine), got {len(keys)} groups"
         )
 
 
-def _as_int(value: object) -> int | None:
-    try:
-        return int(value)  # type: ignore[call-overload]
-    except (TypeError, ValueError):
-        return None
-
-
-def summarize_stages(runs: Sequence[RunRecord]) -> list[StageSummary]:
-    """Median duration, bytes, GB/s and disk bytes of each stage that ran ("ok") in
-    ``runs``, in the order stages first occur."""
-    names: list[str] = []
-    for r in runs:
-        for s in r.stages:
-            if s.status == "ok" and s.name not in names:
-                names.append(s.name)
-    out = []
-    for name in names:
-        pairs = [(r, st) for r in runs if (st := r.stage(name)) is not None and st.status == "ok"]
-        stages = [st for _r, st in pairs]
-        pins = [1.0 if stage_pinned(s) else 0.0 for s in stages]
-        on_dev = [1.0 if cast_on_device(s) else 0.0 for s in stages]
-        scales = [stage_ceiling_scale(st, r) for r, st in pairs]
-        threads = _med([_as_int(st.counters.get("threads")) for st in stages])
-        attached = [s for s in stages if s.ceiling_name is not None]
-        out.append(
-            StageSummary(
-                name=name,
-                duration_s=median([s.duration_s for s in stages]),
-                bytes=_med([s.bytes for s in stages]),
-                gbps=_med([s.gbps for s in stages]),
-                disk_read_bytes=_med([s.disk_read_bytes for s in stages]),
-                pinned=median(pins) >= 0.5,
-                on_device=median(on_dev) >= 0.5,
-                threads=None if threads is None else round(threads),
-                scale=None if None in scales else median([x for x in scales if x is not None]),
-                ceiling_name=attached[0].ceiling_name if attached else None,
-                ceiling_gbps=_med([s.ceiling_gbps for s in attached]),
-                runs=len(stages),
-            )
-        )
-    return out
-
-
-def _rate(gbps: float) -> str:
-    if gbps >= 100:
-        return f"{gbps:.0f}"
-    if gbps >= 10:
-        return f"{gbps:.1f}".rstrip("0").rstrip(".")
-    if gbps >= 1:
-        return f"{gbps:.1f}"
-    return f"{gbps:.2f}"
-
-
-def _pct(fraction: float) -> str:
-    return f"{fraction:.0%}" if fraction >= 0.01 else f"{fraction:.1%}"
+# The decode lines below write rates and shares by these short names; both are the
+# one formatter's (profiler.render.format), as for the stage lines.
+_rate = num
+_pct = percent_text
 
 
 def _measured(name: str, ceilings: Ceilings | None) -> float | None:
@@ -140,8 +68,8 @@ def _verdict(
     s: StageSummary, bound: str, frac: float, ceilings: Ceilings | None
 ) -> tuple[str, str]:
     """(extra comparison, verdict) for a stage at ``frac`` of the ceiling ``bound``."""
-    headroom = 1 / frac
-    gbps = s.gbps or 0.0
+    headroom = ratio(1 / frac)
+    gbps = s.gbps.median if s.gbps is not None else 0.0
     if frac > OVER:
         return "", (
             "faster than the measured ceiling, so this comparison does not hold: check the "
@@ -151,14 +79,13 @@ def _verdict(
         if frac >= BOUND:
             return "", f"bound by {DESCRIPTIONS.get(bound, bound)}, the slower of read and copy"
         return "", (
-            f"the slower of read and copy ({DESCRIPTIONS.get(bound, bound)}) allows "
-            f"{headroom:.1f}× this"
+            f"the slower of read and copy ({DESCRIPTIONS.get(bound, bound)}) allows {headroom} this"
         )
     if bound == "disk_read":
         if frac >= BOUND:
             return "", "the load is disk-bound; a faster disk or a smaller checkpoint is the lever"
         return "", (
-            f"the disk can deliver {headroom:.1f}× this, so the disk is not the limit; "
+            f"the disk can deliver {headroom} this, so the disk is not the limit; "
             "larger reads issued in parallel are the lever"
         )
     if bound == "page_cache_read":
@@ -168,11 +95,9 @@ def _verdict(
                 "checkpoint is the lever"
             )
         one = _measured("page_cache_read_1t", ceilings)
-        headroom_text = (
-            f"the page cache can deliver {headroom:.1f}× this, so reading is not the limit"
-        )
+        headroom_text = f"the page cache can deliver {headroom} this, so reading is not the limit"
         if one and 0.6 * one <= gbps <= 1.25 * one:
-            near = f", close to the single-thread page-cache rate ({_rate(one)} GB/s)"
+            near = f", close to the single-thread page-cache rate ({num(one)} GB/s)"
             if s.threads is not None and s.threads > 1:
                 return f"{near} though it read with {s.threads} threads", headroom_text
             return near, "reading with several threads is the lever"
@@ -182,11 +107,11 @@ def _verdict(
         where = "host" if bound == "host_memcpy" else "device"
         if frac >= BOUND:
             return "", f"bound by {where} memory bandwidth; {skip}"
-        return "", f"{where} memory allows {headroom:.1f}× this, so memory is not the limit; {skip}"
+        return "", f"{where} memory allows {headroom} this, so memory is not the limit; {skip}"
     if bound == "h2d_pageable":
         pinned = _measured("h2d_pinned", ceilings)
         if pinned:
-            extra = f", {_pct(gbps / pinned)} of pinned ({_rate(pinned)} GB/s)"
+            extra = f", {percent_text(gbps / pinned)} of pinned ({num(pinned)} GB/s)"
             if gbps < BOUND * pinned:
                 return extra, (
                     "weights are copied from pageable memory; staging through pinned memory "
@@ -198,15 +123,15 @@ def _verdict(
                 "bound by pageable host-to-device copies; no ceiling measured for h2d_pinned "
                 "to compare with"
             )
-        return "", f"pageable copies could run {headroom:.1f}× faster"
+        return "", f"pageable copies could run {headroom} faster"
     if bound == "h2d_pinned":
         if frac >= BOUND:
             return "", "bound by the host-to-device link; fewer bytes to copy is the lever"
         return "", (
-            f"the link can carry {headroom:.1f}× this; overlapping reads with asynchronous "
+            f"the link can carry {headroom} this; overlapping reads with asynchronous "
             "copies is the lever"
         )
-    return "", f"the ceiling allows {headroom:.1f}× this"
+    return "", f"the ceiling allows {headroom} this"
 
 
 def _resolve(
@@ -225,17 +150,29 @@ def _resolve(
             best, missing = None, "device_memory"
         if best is None or best.gbps is None:
             return None, None, missing or cands[0]
-        if s.scale is None:
+        if s.ceiling_scale is None:
             return best.name, None, None
-        return best.name, best.gbps * s.scale, None
+        return best.name, best.gbps * s.ceiling_scale, None
     if s.ceiling_name in cands and s.ceiling_gbps:
         return s.ceiling_name, s.ceiling_gbps, None  # attached: already in stage bytes
     return None, None, cands[0]
 
 
+def _read_qualifier(name: str, page_state: str, cands: Sequence[str]) -> str:
+    """Where a read was served from, as the stage line names it."""
+    if name not in ("weight_read", "read_copy"):
+        return ""
+    if page_state in ("cold", "warm"):
+        return f" ({page_state})"
+    if "disk_read" in cands:
+        return " (served from disk)"
+    if "page_cache_read" in cands:
+        return " (served from the page cache)"
+    return ""
+
+
 def stage_line(
     s: StageSummary,
-    share: float,
     *,
     page_state: str,
     device: str,
@@ -247,23 +184,18 @@ def stage_line(
         page_state=page_state,
         device=device,
         pinned=s.pinned,
-        disk_read_bytes=None if s.disk_read_bytes is None else int(s.disk_read_bytes),
-        nbytes=None if s.bytes is None else int(s.bytes),
+        disk_read_bytes=s.disk_read_bytes,
+        nbytes=s.bytes,
         on_device=s.on_device,
     )
-    qual = ""
-    if s.name in ("weight_read", "read_copy"):
-        if page_state in ("cold", "warm"):
-            qual = f" ({page_state})"
-        elif "disk_read" in cands:
-            qual = " (served from disk)"
-        elif "page_cache_read" in cands:
-            qual = " (served from the page cache)"
-    head = f"{s.name}{qual} takes {_pct(share)} of the load ({s.duration_s:.2f} s)"
-    at = f" at {_rate(s.gbps)} GB/s" if s.gbps is not None else ""
+    qual = _read_qualifier(s.name, page_state, cands)
+    took = human_seconds(s.time.median if s.time is not None else None)
+    head = f"{s.name}{qual} takes {percent_text(s.share_of_total or 0.0)} of the load ({took})"
+    gbps = s.gbps.median if s.gbps is not None else None
+    at = f" at {num(gbps)} GB/s" if gbps is not None else ""
     if s.name == "hub_download":
         return f"{head}{at}: a network transfer; no ceiling measured for the network"
-    if s.gbps is None:
+    if gbps is None:
         return f"{head}: it moves no measured bytes, so no bandwidth ceiling applies"
     if not cands:
         why = (
@@ -277,18 +209,18 @@ def stage_line(
         return f"{head}{at}; no ceiling measured for {missing}"
     if bound is None or not ceil:
         return f"{head}{at}: no ceiling applies ({s.name}'s source and target dtype sizes unknown)"
-    frac = s.gbps / ceil
+    frac = gbps / ceil
     extra, verdict = _verdict(s, bound, frac, ceilings)
     desc = DESCRIPTIONS.get(bound, bound)
-    if s.scale is not None and abs(s.scale - 1.0) > 1e-9:
-        raw = ceil / s.scale
+    scale = s.ceiling_scale
+    if scale is not None and abs(scale - 1.0) > 1e-9:
         compare = (
-            f" = {_pct(frac)} of what {desc} allows for this cast ({_rate(ceil)} GB/s of "
-            f"source: {_rate(raw)} GB/s read+written, {1 / s.scale:.1f} bytes moved per "
-            "source byte)"
+            f" = {percent_text(frac)} of what {desc} allows for this cast ({num(ceil)} GB/s "
+            f"of source: {num(ceil / scale)} GB/s read+written, {num(1 / scale, 1)} bytes "
+            "moved per source byte)"
         )
     else:
-        compare = f" = {_pct(frac)} of {desc} ({_rate(ceil)} GB/s)"
+        compare = f" = {percent_text(frac)} of {desc} ({num(ceil)} GB/s)"
     return f"{head}{at}{compare}{extra}: {verdict}"
 
 
@@ -302,17 +234,15 @@ def diagnose_stages(
     max_lines: int = MAX_STAGE_LINES,
 ) -> list[str]:
     """Lines on the dominant stage and on any other stage with at least ``min_share``
-    of the load (at most ``max_lines``), largest first."""
-    total = sum(s.duration_s for s in stages)
-    if total <= 0:
-        return []
-    ranked = sorted(stages, key=lambda s: s.duration_s, reverse=True)
+    of the staged total (at most ``max_lines``), largest first; stages that never
+    completed are left out."""
+    ran = [s for s in stages if s.time is not None and s.share_of_total is not None]
+    ranked = sorted(ran, key=lambda s: s.share_of_total or 0.0, reverse=True)
     lines = []
     for i, s in enumerate(ranked[:max_lines]):
-        share = s.duration_s / total
-        if i > 0 and share < min_share:
+        if i > 0 and (s.share_of_total or 0.0) < min_share:
             break
-        lines.append(stage_line(s, share, page_state=page_state, device=device, ceilings=ceilings))
+        lines.append(stage_line(s, page_state=page_state, device=device, ceilings=ceilings))
     return lines
 
 
@@ -456,14 +386,16 @@ def diagnose(
         other = _machine_line(ok[0], ceilings)
         if other:
             lines.append(other)
-    stages = summarize_stages(ok)
-    if stages:
-        total = sum(s.duration_s for s in stages)
+    summary = summarize_group(RunGroup(key_of(ok[0]), tuple(ok)))
+    ran = [st for st in summary.stages if st.time is not None]
+    if ran and summary.staged_total is not None:
         reps = f", median of {len(ok)} runs" if len(ok) > 1 else ""
-        lines.append(f"load: {total:.2f} s over {len(stages)} stages{reps}")
+        total = human_seconds(summary.staged_total.median)
+        stages = f"{len(ran)} stage{'s' if len(ran) != 1 else ''}"
+        lines.append(f"load: {total} over {stages}{reps}")
         lines.extend(
             diagnose_stages(
-                stages,
+                ran,
                 page_state=page_state_of(ok[0]),
                 device=ok[0].device,
                 ceilings=ceilings,

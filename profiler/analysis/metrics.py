@@ -202,8 +202,11 @@ def metrics_to_extra_info(metrics: Mapping[str, MetricSamples]) -> dict[str, Any
     }
 
 
-def _number(x: Any, what: str) -> float:
-    # bool is an int in Python; a true/false sample is a bug upstream, not a time.
+def finite_number(x: Any, what: str) -> float:
+    """``x`` as a float, or UserError naming ``what`` when it is not a finite number.
+
+    bool is an int in Python; a true/false sample is a bug upstream, not a time.
+    """
     if isinstance(x, bool) or not isinstance(x, (int, float)) or not math.isfinite(x):
         raise UserError(f"{what} is {x!r}, not a finite number")
     return float(x)
@@ -248,10 +251,10 @@ def metrics_from_extra_info(d: Mapping[str, Any]) -> dict[str, MetricSamples]:
             raise UserError(f"metric {name!r} has direction {direction!r}, not lower/higher")
         if not isinstance(samples, list) or not samples:
             raise UserError(f"metric {name!r} has no samples")
-        values = tuple(_number(x, f"a sample of metric {name!r}") for x in samples)
+        values = tuple(finite_number(x, f"a sample of metric {name!r}") for x in samples)
         threshold = entry.get("threshold")
         if threshold is not None:
-            threshold = _number(threshold, f"the threshold of metric {name!r}")
+            threshold = finite_number(threshold, f"the threshold of metric {name!r}")
             if threshold < 0:
                 raise UserError(f"metric {name!r} has a negative threshold")
         out[str(name)] = MetricSamples(str(name), unit, direction, values, threshold)

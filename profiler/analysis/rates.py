@@ -1,4 +1,8 @@
-"""TODO: docstring."""
+"""Rates and fractions every measurement shares: GB/s, copy GB/s, TFLOP/s, dtype sizes.
+
+One definition each: a GB is 10⁹ bytes, a copy moves its bytes twice (read and
+written), a matmul of n×n by n×n is 2·n³ operations.
+"""
 
 from __future__ import annotations
 

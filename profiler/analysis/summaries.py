@@ -1,4 +1,11 @@
-"""TODO: docstring."""
+"""Group summaries: each group's repetitions reduced to the figures every output shows.
+
+Pure functions, records in, frozen dataclasses out. Stages, totals and decode shapes
+are summarized here once (median and MAD over the ok repetitions); the console, the
+markdown report, the charts and the diagnosis all read these summaries, so a figure
+has one definition whichever output shows it. Failed repetitions are listed, never
+averaged.
+"""
 
 from __future__ import annotations
 
@@ -16,40 +23,50 @@ from profiler.analysis.decode_metrics import (
 )
 from profiler.analysis.grouping import GroupKey, RunGroup, group_runs
 from profiler.analysis.stats import Summary, median, summarize
+from profiler.machine.bounds import cast_on_device, stage_ceiling_scale, stage_pinned
 from profiler.records.decode import DecodeCall, DecodeRecord
 from profiler.records.run import Environment, ModelInfo, RunRecord
-from profiler.records.stage import OUTSIDE_LOAD, StageRecord, sort_stages
+from profiler.records.stage import StageRecord, sort_stages
 
 
 @dataclass(frozen=True)
 class StageSummary:
-    """One stage over the ok repetitions of a group.
+    """One stage over the ok repetitions of a group: what tables and the diagnosis show.
 
     ``time`` is None when the stage never completed (skipped or failed everywhere).
     ``share_of_total`` is the stage's median time over the median staged total, so
     shares of a group sum to about 1 (exactly 1 when repetitions are identical).
-    Memory fields are medians of the per-repetition values, in bytes.
+    Byte, rate and memory fields are medians of the per-repetition values (bytes,
+    GB/s). ``pinned``, ``on_device`` and ``threads`` say how the stage moved its
+    bytes (majority and median over repetitions); ``ceiling_scale`` turns a
+    ceiling's GB/s into the stage's own bytes per second (a cast moves more bytes
+    than it counts; see :func:`profiler.machine.bounds.stage_ceiling_scale`), None
+    when unknown.
     """
 
     name: str
-    n: int  # repetitions where the stage completed
-    time: Summary | None
-    share_of_total: float | None
-    bytes: int | None
-    bytes_what: str
-    gbps: Summary | None
-    ceiling_name: str | None
-    ceiling_gbps: float | None
-    ceiling_fraction: float | None
-    disk_read_bytes: int | None
-    peak_rss_bytes: int | None
-    rss_anon_after: int | None
-    rss_file_after: int | None
-    gpu_used_after: int | None
-    torch_peak_allocated: int | None
-    statuses: dict[str, int]
-    notes: tuple[str, ...]
-    skipped_reason: str | None
+    n: int = 0  # repetitions where the stage completed
+    time: Summary | None = None
+    share_of_total: float | None = None
+    bytes: int | None = None
+    bytes_what: str = ""
+    gbps: Summary | None = None
+    disk_read_bytes: int | None = None
+    pinned: bool = False
+    on_device: bool = False  # a dtype_cast done on the GPU
+    threads: int | None = None  # the stage's "threads" counter (readers), if it has one
+    ceiling_scale: float | None = 1.0
+    ceiling_name: str | None = None  # as attached to the records, if they were
+    ceiling_gbps: float | None = None
+    ceiling_fraction: float | None = None
+    peak_rss_bytes: int | None = None
+    rss_anon_after: int | None = None
+    rss_file_after: int | None = None
+    gpu_used_after: int | None = None
+    torch_peak_allocated: int | None = None
+    statuses: dict[str, int] = field(default_factory=dict)
+    notes: tuple[str, ...] = ()
+    skipped_reason: str | None = None
 
 
 @dataclass(frozen=True)
@@ -140,18 +157,42 @@ def _dedup(items: Iterable[str]) -> tuple[str, ...]:
     return tuple(dict.fromkeys(i for i in items if i))
 
 
-def summarize_stages(
-    per_run: Sequence[Sequence[StageRecord]], total: Summary | None
-) -> tuple[StageSummary, ...]:
-    """Summarize stages by name across repetitions (one stage list per repetition).
+def _as_int(value: object) -> int | None:
+    try:
+        return int(value)  # type: ignore[call-overload]
+    except (TypeError, ValueError):
+        return None
 
-    ``total`` is the median staged total the shares are taken of.
+
+def _majority(flags: Sequence[bool]) -> bool:
+    return bool(flags) and 2 * sum(flags) >= len(flags)
+
+
+def _stages_of(run: RunRecord, view: str) -> tuple[StageRecord, ...]:
+    if view == "native":
+        return run.native.stages if run.native is not None else ()
+    return run.stages
+
+
+def summarize_stages(
+    runs: Sequence[RunRecord], total: Summary | None, *, view: str = "staged"
+) -> tuple[StageSummary, ...]:
+    """Summarize each stage by name across repetitions, in the order of the load.
+
+    ``view`` picks the staged stages of each run or those of its native view;
+    ``total`` is the median total the shares are taken of.
     """
-    names = sort_stages([s.name for stages in per_run for s in stages])
+    per_run = [(r, _stages_of(r, view)) for r in runs]
+    seen = [s.name for _r, stages in per_run for s in stages]
+    # The native view's few calls (tokenizer, from_pretrained, to_device, eval) keep
+    # the order they ran in; the staged stages follow the pipeline.
+    names = sort_stages(seen) if view == "staged" else list(dict.fromkeys(seen))
     out = []
     for name in names:
-        recs = [s for stages in per_run for s in stages if s.name == name]
-        ok = [s for s in recs if s.status == "ok"]
+        pairs = [(r, s) for r, stages in per_run for s in stages if s.name == name]
+        recs = [s for _r, s in pairs]
+        ok_pairs = [(r, s) for r, s in pairs if s.status == "ok"]
+        ok = [s for _r, s in ok_pairs]
         time = _summary([s.duration_s for s in ok])
         share = None
         if time is not None and total is not None and total.median > 0:
@@ -162,6 +203,9 @@ def summarize_stages(
             first = skipped[0]
             reason = first.notes[0] if first.notes else first.status
         mem = [s.memory for s in ok if s.memory is not None]
+        scales = [stage_ceiling_scale(s, r) for r, s in ok_pairs]
+        known_scales = [x for x in scales if x is not None]
+        threads = _median_int(_as_int(s.counters.get("threads")) for s in ok)
         out.append(
             StageSummary(
                 name=name,
@@ -171,10 +215,16 @@ def summarize_stages(
                 bytes=_median_int(s.bytes for s in ok),
                 bytes_what=next((s.bytes_what for s in ok if s.bytes_what), ""),
                 gbps=_summary([s.gbps for s in ok]),
+                disk_read_bytes=_median_int(s.disk_read_bytes for s in ok),
+                pinned=_majority([stage_pinned(s) for s in ok]),
+                on_device=_majority([cast_on_device(s) for s in ok]),
+                threads=threads,
+                ceiling_scale=(
+                    median(known_scales) if scales and len(known_scales) == len(scales) else None
+                ),
                 ceiling_name=next((s.ceiling_name for s in ok if s.ceiling_name), None),
                 ceiling_gbps=_median_float(s.ceiling_gbps for s in ok),
                 ceiling_fraction=_median_float(s.ceiling_fraction for s in ok),
-                disk_read_bytes=_median_int(s.disk_read_bytes for s in ok),
                 peak_rss_bytes=_median_int(m.peak_rss_bytes for m in mem),
                 rss_anon_after=_median_int(m.after.rss_anon_bytes for m in mem),
                 rss_file_after=_median_int(m.after.rss_file_bytes for m in mem),
@@ -218,22 +268,21 @@ def summarize_decode(records: Sequence[DecodeRecord]) -> DecodeSummary:
     )
 
 
-def _load_total_s(run: RunRecord) -> float:
-    """Stage time of the model load alone: what the native view also measures."""
-    return sum(s.duration_s for s in run.stages if s.status == "ok" and s.name not in OUTSIDE_LOAD)
-
-
 def summarize_group(group: RunGroup) -> GroupSummary:
     """Summarize one group's repetitions (failed ones listed, not averaged)."""
     runs = group.runs
     ok = [r for r in runs if r.status == "ok"]
     staged_total = _summary([r.staged_total_s for r in ok if r.stages])
-    load_total = _summary([_load_total_s(r) for r in ok if r.stages])
-    stages = summarize_stages([r.stages for r in ok], staged_total)
+    load_total = _summary([r.load_total_s for r in ok if r.stages])
+    stages = summarize_stages(ok, staged_total)
 
-    natives = [r.native for r in ok if r.native is not None]
+    # A `--variants` run of from_pretrained carries its native view as its stages:
+    # there is no staged view to set it against, and comparing it with itself
+    # would report a gap of zero.
+    with_native = [r for r in ok if r.native is not None and r.native.stages != r.stages]
+    natives = [r.native for r in with_native if r.native is not None]
     native_total = _summary([n.total_s for n in natives if n.stages])
-    native_stages = summarize_stages([n.stages for n in natives], native_total)
+    native_stages = summarize_stages(with_native, native_total, view="native")
     attribution: dict[str, float | int | str] = {}
     for name in dict.fromkeys(k for n in natives for k in n.attribution):
         values = [n.attribution[name] for n in natives if name in n.attribution]

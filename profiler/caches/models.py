@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from profiler.errors import UserError
+from profiler.render.format import human_bytes
 
 ENV_VAR = "LLMPROF_CACHE"
 SOURCE_FILE = "llmprof_source.json"  # marks a folder as built by llmprof
@@ -47,14 +48,6 @@ def ceilings_dir() -> Path:
     return cache_root() / "ceilings"
 
 
-def format_bytes(n: float) -> str:
-    """Human size in decimal units (GB = 1e9 bytes), as disk tools and the hub show them."""
-    for unit, scale in (("TB", 1e12), ("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
-        if abs(n) >= scale:
-            return f"{n / scale:.2f} {unit}"
-    return f"{int(n)} B"
-
-
 def folder_size(path: Path) -> int:
     """Bytes of the regular files under ``path`` (apparent size, links not followed)."""
     total = 0
@@ -77,8 +70,8 @@ def check_free_space(folder: Path, needed_bytes: int, what: str) -> None:
     free = shutil.disk_usage(probe).free
     if free < needed_bytes:
         raise UserError(
-            f"not enough disk space for {what}: needs {format_bytes(needed_bytes)} in {folder}, "
-            f"{format_bytes(free)} free: free some space or set {ENV_VAR} to a folder on a "
+            f"not enough disk space for {what}: needs {human_bytes(needed_bytes)} in {folder}, "
+            f"{human_bytes(free)} free: free some space or set {ENV_VAR} to a folder on a "
             "bigger disk"
         )
 

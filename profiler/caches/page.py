@@ -29,6 +29,7 @@ from typing import Literal
 
 from profiler.errors import UserError
 from profiler.load.read import read_scratch
+from profiler.render.format import human_bytes
 
 # The one definition of "cold" and "warm" for a measured residency: every verdict
 # on page-cache state (a run's label, the ceilings' disk and page-cache probes)
@@ -276,21 +277,12 @@ def warm(paths: Sequence[Path | str], chunk_bytes: int = 16 * 1024 * 1024) -> Re
     return Residency(files=tuple(_measure(p) for p in files))
 
 
-def format_bytes(n: float) -> str:
-    """Binary units, one decimal: ``512.0 MiB``."""
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if abs(n) < 1024 or unit == "TiB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    raise AssertionError("unreachable")
-
-
 def verify(requested: Literal["cold", "warm"], r: Residency) -> tuple[bool, str]:
     """Whether measured residency ``r`` matches the requested page-cache state.
 
     Cold allows at most ``COLD_MAX_FRACTION`` resident, warm needs at least
     ``WARM_MIN_FRACTION``. Returns ``(ok, note)``; the note states the measurement
-    either way, e.g. ``"not cold: 37.0% of 512.0 MiB resident before the run"``.
+    either way, e.g. ``"not cold: 37.0% of 537 MB resident before the run"``.
     With no bytes to measure both states hold trivially.
     """
     if requested not in ("cold", "warm"):
@@ -301,4 +293,4 @@ def verify(requested: Literal["cold", "warm"], r: Residency) -> tuple[bool, str]
     frac = r.fraction
     ok = frac <= COLD_MAX_FRACTION if requested == "cold" else frac >= WARM_MIN_FRACTION
     state = requested if ok else f"not {requested}"
-    return ok, f"{state}: {frac * 100:.1f}% of {format_bytes(total)} resident before the run"
+    return ok, f"{state}: {frac * 100:.1f}% of {human_bytes(total)} resident before the run"

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 
 from profiler.errors import UserError
 from profiler.records.job import DecodeSpec
+from profiler.run.request import HUB_STATES, PAGE_STATES
 
 if TYPE_CHECKING:
     from profiler.run.request import ProfileRequest
@@ -61,7 +62,7 @@ def add_load_arguments(p: argparse.ArgumentParser) -> None:
     )
     caches.add_argument(
         "--hub",
-        choices=("cold", "warm", "user"),
+        choices=HUB_STATES,
         help="hub cache: cold = fresh empty cache (real download), warm = "
         "already downloaded, user = your cache as it is [user]",
     )
@@ -150,7 +151,7 @@ def parse_states(text: str | None, default: tuple[str, ...]) -> tuple[str, ...]:
         return default
     states = tuple(s.strip() for s in text.split(",") if s.strip())
     for s in states:
-        if s not in ("cold", "warm", "uncontrolled"):
+        if s not in PAGE_STATES:
             raise UserError(f"unknown cache state {s!r}: use cold, warm (or uncontrolled)")
     return states
 
@@ -231,12 +232,11 @@ def show(args: argparse.Namespace, session: Session, *, variants: bool = False) 
 
         print(render_variants(runs))
     else:
-        from profiler.render import get_renderer
+        from profiler.render.console import render_console, render_diagnosis
 
-        print(get_renderer("console").render(runs))
+        print(render_console(runs))
         if session.diagnosis:
-            print("\nDiagnosis")
-            print("\n".join(f"  - {line}" for line in session.diagnosis))
+            print("\n" + render_diagnosis(session.diagnosis))
     if getattr(args, "report", None):
         from profiler.render.markdown import write_report
 

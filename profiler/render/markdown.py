@@ -21,23 +21,26 @@ from profiler.records.stage import OUTSIDE_LOAD, sort_stages
 from profiler.render.findings import findings, footer_line, native_gap_line, split_shared
 from profiler.render.format import (
     MISSING,
+    count,
     human_bytes,
     human_seconds,
-    human_summary_seconds,
+    human_summary,
     med_spread,
     num,
     time_unit,
 )
-from profiler.render.tables import (
+from profiler.render.overview import (
     attribution_table,
-    cold_warm_table,
-    decode_definitions,
-    decode_table,
     distinct_environments,
     environment_table,
     groups_table,
-    key_text,
     native_table,
+)
+from profiler.render.tables import (
+    cold_warm_table,
+    decode_definitions,
+    decode_table,
+    key_text,
     render_table,
     stage_table,
 )
@@ -81,7 +84,7 @@ def _model_text(g: GroupSummary) -> str:
     if m.architecture:
         parts.append(m.architecture)
     if m.num_parameters:
-        parts.append(f"{m.num_parameters / 1e6:,.1f} M parameters")
+        parts.append(f"{count(m.num_parameters)} parameters")
     if m.weight_bytes:
         what = " ".join(x for x in (m.weight_format, m.storage_dtype) if x)
         parts.append(f"{human_bytes(m.weight_bytes)}" + (f" of {what} weights" if what else ""))
@@ -115,7 +118,7 @@ def _headlines(subject: Sequence[GroupSummary]) -> list[str]:
             continue
         temp = g.key.cache
         name = {"cold": "Cold load", "warm": "Warm load"}.get(temp, f"Load ({temp})")
-        text = f"{human_summary_seconds(g.load_total)} for the load alone"
+        text = f"{human_summary(g.load_total)} for the load alone"
         if (
             g.staged_total is not None
             and g.load_total is not None
@@ -123,7 +126,7 @@ def _headlines(subject: Sequence[GroupSummary]) -> list[str]:
         ):
             text += f"; {human_seconds(g.staged_total.median)} from process start"
         if g.native_total is not None:
-            text += f"; native `from_pretrained` {human_summary_seconds(g.native_total)}"
+            text += f"; native `from_pretrained` {human_summary(g.native_total)}"
         lines.append(f"**{name}:** {text}")
     # Decode figures are quoted from the warmest group that has decode: the page
     # cache does not matter once the weights are in memory.
@@ -294,87 +297,109 @@ def render_markdown(
     if title is None:
         models = list(dict.fromkeys(k.model for k in keys))
         title = "llmprof report: " + ", ".join(models)
-
-    out: list[str] = [f"# {title}", "", "## Summary", "", *_summary(groups, fields), ""]
-
-    if any(g.stages for g in groups):
-        out += [
-            "## Load stages",
-            "",
-            "Each stage of the load timed on its own (staged view). Cells are median ± MAD "
-            "over the repetitions; share is of the staged total (every stage, process start "
-            "included); the load total leaves out "
-            + ", ".join(f"`{n}`" for n in sort_stages(list(OUTSIDE_LOAD)))
-            + ", which a process pays before any load. Bytes are what the stage moved; "
-            "RSS after is split into anonymous memory and file-backed pages (mmap'd "
-            "weights).",
-            "",
-        ]
-
-        def stages_body(g: GroupSummary) -> list[str]:
-            if not g.stages:
-                why = "No load stages recorded." if g.n_ok else "No completed repetition."
-                return [why, ""]
-            return [render_table(stage_table(g), FMT), ""]
-
-        out += _per_group(groups, fields, stages_body)
-        out += _image(images, "load_stages", "Load stages, stacked, per cache state")
-
-    pairs = cold_warm_pairs(groups)
-    if pairs:
-        out += [
-            "## Cold vs warm",
-            "",
-            "Same model, device, dtype and machine; only the cache state differs. "
-            "cold − warm is the cost of reading from storage; cold / warm the factor.",
-            "",
-        ]
-        others = [f for f in fields if f != "cache"]
-        for cmp in pairs:
-            env = _env_of(groups, cmp.cold)
-            subject = f"{key_text(cmp.cold, others, env)}: " if others else ""
-            out += [
-                f"### {subject}{cmp.cold.cache} vs {cmp.warm.cache}",
-                "",
-                render_table(cold_warm_table(cmp), FMT),
-                "",
-            ]
-
-    native = [g for g in groups if g.native_total is not None]
-    if native:
-        out += [
-            "## Native vs staged",
-            "",
-            "The native view times a plain `from_pretrained` (and `.to()`) as a user "
-            "calls it, in a process that has already imported its libraries; it is set "
-            "against the staged load total, which leaves process start out too. A gap is "
-            "a finding: native faster means from_pretrained overlaps or threads work the "
-            "staged view serializes; native slower means framework overhead outside the "
-            "stages.",
-            "",
-            render_table(native_table(native, fields), FMT),
-            "",
-        ]
-        for g in native:
-            line = native_gap_line(g, explain=len(native) == 1)
-            if line:
-                out.append(f"- {key_text(g.key, fields, g.environment)}: {line}")
-        out.append("")
-        counters = attribution_table(native, fields)
-        if counters is not None:
-            out += [
-                "Counters measured during the native load (medians):",
-                "",
-                render_table(counters, FMT),
-                "",
-            ]
-
-    out += _decode_section(groups, fields, images)
-
     envs = distinct_environments(groups)
+    out: list[str] = [f"# {title}", "", "## Summary", "", *_summary(groups, fields), ""]
+    out += _load_section(groups, fields, images)
+    out += _cold_warm_section(groups, fields)
+    out += _native_section(groups, fields)
+    out += _decode_section(groups, fields, images)
     out += ["## Environment", "", render_table(environment_table(envs), FMT), ""]
+    out += _notes_section(groups, fields, skipped)
+    out += ["---", ""]
+    out += [f"*{footer_line(env)}*  " for env in envs]
+    out[-1] = out[-1].rstrip()
+    return "\n".join(out) + "\n"
 
-    out += ["## Notes and warnings", ""]
+
+def _load_section(
+    groups: Sequence[GroupSummary], fields: Sequence[str], images: Mapping[str, str]
+) -> list[str]:
+    if not any(g.stages for g in groups):
+        return []
+    out = [
+        "## Load stages",
+        "",
+        "Each stage of the load timed on its own (staged view). Cells are median ± MAD "
+        "over the repetitions; share is of the staged total (every stage, process start "
+        "included); the load total leaves out "
+        + ", ".join(f"`{n}`" for n in sort_stages(list(OUTSIDE_LOAD)))
+        + ", which a process pays before any load. Bytes are what the stage moved; "
+        "RSS after is split into anonymous memory and file-backed pages (mmap'd "
+        "weights).",
+        "",
+    ]
+
+    def stages_body(g: GroupSummary) -> list[str]:
+        if not g.stages:
+            why = "No load stages recorded." if g.n_ok else "No completed repetition."
+            return [why, ""]
+        return [render_table(stage_table(g), FMT), ""]
+
+    out += _per_group(groups, fields, stages_body)
+    return out + _image(images, "load_stages", "Load stages, stacked, per cache state")
+
+
+def _cold_warm_section(groups: Sequence[GroupSummary], fields: Sequence[str]) -> list[str]:
+    pairs = cold_warm_pairs(groups)
+    if not pairs:
+        return []
+    out = [
+        "## Cold vs warm",
+        "",
+        "Same model, device, dtype and machine; only the cache state differs. "
+        "cold − warm is the cost of reading from storage; cold / warm the factor.",
+        "",
+    ]
+    others = [f for f in fields if f != "cache"]
+    for cmp in pairs:
+        env = _env_of(groups, cmp.cold)
+        subject = f"{key_text(cmp.cold, others, env)}: " if others else ""
+        out += [
+            f"### {subject}{cmp.cold.cache} vs {cmp.warm.cache}",
+            "",
+            render_table(cold_warm_table(cmp), FMT),
+            "",
+        ]
+    return out
+
+
+def _native_section(groups: Sequence[GroupSummary], fields: Sequence[str]) -> list[str]:
+    native = [g for g in groups if g.native_total is not None]
+    if not native:
+        return []
+    out = [
+        "## Native vs staged",
+        "",
+        "The native view times a plain `from_pretrained` (and `.to()`) as a user "
+        "calls it, in a process that has already imported its libraries; it is set "
+        "against the staged load total, which leaves process start out too. A gap is "
+        "a finding: native faster means from_pretrained overlaps or threads work the "
+        "staged view serializes; native slower means framework overhead outside the "
+        "stages.",
+        "",
+        render_table(native_table(native, fields), FMT),
+        "",
+    ]
+    for g in native:
+        line = native_gap_line(g, explain=len(native) == 1)
+        if line:
+            out.append(f"- {key_text(g.key, fields, g.environment)}: {line}")
+    out.append("")
+    counters = attribution_table(native, fields)
+    if counters is not None:
+        out += [
+            "Counters measured during the native load (medians):",
+            "",
+            render_table(counters, FMT),
+            "",
+        ]
+    return out
+
+
+def _notes_section(
+    groups: Sequence[GroupSummary], fields: Sequence[str], skipped: Sequence[tuple[str, str]]
+) -> list[str]:
+    out = ["## Notes and warnings", ""]
     if nothing_in_common(groups):
         out += [
             "- These runs share no model and no machine: groups are listed side by side, "
@@ -394,13 +419,9 @@ def render_markdown(
         out += ["### Files left out", ""]
         out += [f"- `{path}`: {reason}" for path, reason in skipped]
         out.append("")
-    if out[-2:] == ["## Notes and warnings", ""]:
+    if out == ["## Notes and warnings", ""]:
         out += ["Nothing to report.", ""]
-
-    out += ["---", ""]
-    out += [f"*{footer_line(env)}*  " for env in envs]
-    out[-1] = out[-1].rstrip()
-    return "\n".join(out) + "\n"
+    return out
 
 
 def _env_of(groups: Sequence[GroupSummary], key: GroupKey) -> Environment | None:

@@ -20,6 +20,7 @@ from profiler.analysis.grouping import Subject, machine_label, varying_fields
 from profiler.analysis.summaries import GroupSummary
 from profiler.records.io import write_atomic
 from profiler.records.stage import OUTSIDE_LOAD, STAGE_ORDER, sort_stages
+from profiler.render.format import human_seconds
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -261,7 +262,7 @@ def load_stages_figure(bars: Sequence[StageBar], title: str = "Load stages") -> 
                 hatch="///" if seg.stage in OUTSIDE_LOAD else None,
                 label=label,
             )
-        ax.text(bar.total_s, y, f"  {bar.total_s:.2f} s", va="center", fontsize=9)
+        ax.text(bar.total_s, y, f"  {human_seconds(bar.total_s)}", va="center", fontsize=9)
     ax.set_yticks(ys, [b.label for b in bars])
     ax.invert_yaxis()  # first group on top, as in the tables
     longest = max((b.total_s for b in bars), default=1.0)

@@ -1,10 +1,9 @@
-"""Number formatting shared by every renderer: one unit per column, human units.
+"""The tables the console and the markdown report share, built from group summaries.
 
 A table column holds one unit, named in its header ("time (ms)"), so the cells are
-bare numbers that line up when right-aligned. :func:`time_unit` and
-:func:`bytes_unit` pick that unit from the largest value in the column; the cell
-formatters then print a few significant digits, and a spread with the same number
-of decimals as its median so ``12.3 ± 0.4`` reads as one figure.
+bare numbers that line up when right-aligned; the cells come from
+:mod:`profiler.render.format`. Columns that carry nothing for these runs are left
+out. :func:`render_table` is the one place a table is laid out (tabulate).
 """
 
 from __future__ import annotations
@@ -15,15 +14,13 @@ from dataclasses import dataclass
 from profiler.analysis.cold_warm import ColdWarmComparison
 from profiler.analysis.grouping import GroupKey, machine_label
 from profiler.analysis.stats import Summary
-from profiler.analysis.summaries import GroupSummary, StageSummary, headline_decode, native_gap
+from profiler.analysis.summaries import GroupSummary, StageSummary
 from profiler.records.run import Environment
 from profiler.records.stage import OUTSIDE_LOAD
 from profiler.render.format import (
     MISSING,
     Unit,
     bytes_unit,
-    human_bytes,
-    human_seconds,
     med_spread,
     num,
     percent,
@@ -46,6 +43,8 @@ class Column:
 
 @dataclass(frozen=True)
 class Table:
+    """Headers, their alignments and rows of cells, ready to lay out."""
+
     headers: tuple[str, ...]
     align: tuple[str, ...]
     rows: tuple[tuple[str, ...], ...]
@@ -80,14 +79,18 @@ def informative(cells: Iterable[str]) -> bool:
 
 
 def key_text(key: GroupKey, fields: Sequence[str], env: Environment | None = None) -> str:
-    """The parts of a group key that tell it apart from the other groups."""
+    """The parts of a group key that tell it apart from the other groups.
+
+    An empty part (the variant of a run that is not one) is left out rather than
+    shown as a dangling separator.
+    """
     parts = []
     for f in fields:
         if f == "machine":
             parts.append(machine_label(env) if env is not None else "machine")
         else:
             parts.append(str(getattr(key, f)))
-    return " · ".join(parts)
+    return " · ".join(p for p in parts if p) or MISSING
 
 
 def key_columns(groups: Sequence[GroupSummary], fields: Sequence[str]) -> list[Column]:
@@ -110,46 +113,68 @@ def stage_table(group: GroupSummary, *, compact: bool = False) -> Table:
     :func:`ceilings_line` say the rest in one line each.
     """
     stages = [s for s in group.stages if not compact or s.time is not None]
-    tu = time_unit(
-        [s.time.median for s in stages if s.time]
-        + ([group.staged_total.median] if group.staged_total else [])
-    )
-    # The load total is worth its own row only when startup stages are in the table.
-    show_load = group.load_total is not None and any(
-        s.name in OUTSIDE_LOAD and s.time is not None for s in stages
-    )
-    mem_values: list[float | None] = []
-    for s in stages:
-        mem_values += [
-            s.peak_rss_bytes,
-            s.rss_anon_after,
-            s.rss_file_after,
-            s.gpu_used_after,
-            s.torch_peak_allocated,
-        ]
-    mu = bytes_unit(mem_values)
-    bu = bytes_unit([s.bytes for s in stages] + [s.disk_read_bytes for s in stages])
-
-    def rss(s: StageSummary) -> str:
-        if s.rss_anon_after is None and s.rss_file_after is None:
-            return MISSING
-        return f"{quantity(s.rss_anon_after, mu)} / {quantity(s.rss_file_after, mu)}"
-
-    def note(s: StageSummary) -> str:
-        if s.skipped_reason is not None:
-            bad = {k: v for k, v in s.statuses.items() if k != "ok"}
-            what = ", ".join(sorted(bad))
-            if s.n:
-                what += f" in {sum(bad.values())} of {sum(s.statuses.values())}"
-            return f"{what}: {s.skipped_reason}"
-        if s.n != group.n_ok:
-            return f"n={s.n}"
-        return ""
+    total = group.staged_total
+    tu = time_unit([s.time.median for s in stages if s.time] + ([total.median] if total else []))
+    totals = _total_rows(group, stages)
+    blank = [""] * len(totals)  # total rows carry only time and share
 
     def time_cell(s: StageSummary) -> str:
         if s.time is None:
             return next(iter(k for k in s.statuses if k != "ok"), MISSING)
         return med_spread(s.time, tu)
+
+    names = [s.name for s in stages] + [t[0] for t in totals]
+    times = [time_cell(s) for s in stages] + [med_spread(t[1], tu) for t in totals]
+    shares = [percent(s.share_of_total) if s.time else "" for s in stages] + [t[2] for t in totals]
+    notes = [_stage_note(s, group.n_ok) for s in stages] + blank
+    return make_table(
+        [
+            Column("stage", tuple(names), align="left"),
+            Column(f"time ({tu.name})", tuple(times)),
+            Column("share (%)", tuple(shares), show=total is not None),
+            *_transfer_columns(stages, blank, compact),
+            *_memory_columns(stages, blank, compact),
+            Column("note", tuple(notes), align="left", show=informative(notes)),
+        ]
+    )
+
+
+def _total_rows(
+    group: GroupSummary, stages: Sequence[StageSummary]
+) -> list[tuple[str, Summary | None, str]]:
+    """(name, time, share) of the load total and the staged total rows."""
+    total = group.staged_total
+    load = group.load_total
+    # The load total is worth its own row only when startup stages are in the table.
+    show_load = load is not None and any(
+        s.name in OUTSIDE_LOAD and s.time is not None for s in stages
+    )
+    rows: list[tuple[str, Summary | None, str]] = []
+    if show_load and load is not None:
+        share = percent(load.median / total.median) if total and total.median > 0 else ""
+        rows.append(("load total", load, share))
+    rows.append(("staged total", total, "100.0" if total else ""))
+    return rows
+
+
+def _stage_note(s: StageSummary, n_ok: int) -> str:
+    """Why a stage did not run everywhere, or how many repetitions it is a median of."""
+    if s.skipped_reason is not None:
+        bad = {k: v for k, v in s.statuses.items() if k != "ok"}
+        what = ", ".join(sorted(bad))
+        if s.n:
+            what += f" in {sum(bad.values())} of {sum(s.statuses.values())}"
+        return f"{what}: {s.skipped_reason}"
+    if s.n != n_ok:
+        return f"n={s.n}"
+    return ""
+
+
+def _transfer_columns(
+    stages: Sequence[StageSummary], blank: list[str], compact: bool
+) -> list[Column]:
+    """What each stage moved: bytes, bytes from disk, GB/s, and against which ceiling."""
+    bu = bytes_unit([s.bytes for s in stages] + [s.disk_read_bytes for s in stages])
 
     def ceiling(s: StageSummary) -> str:
         if s.ceiling_name is None or s.ceiling_fraction is None:
@@ -157,50 +182,59 @@ def stage_table(group: GroupSummary, *, compact: bool = False) -> Table:
         rate = f" {num(s.ceiling_gbps)} GB/s" if s.ceiling_gbps else ""
         return f"{s.ceiling_name}{rate}"
 
-    total = group.staged_total
-    load = group.load_total
-    totals: list[tuple[str, Summary | None, str]] = []
-    if show_load and load is not None:
-        share = percent(load.median / total.median) if total and total.median > 0 else ""
-        totals.append(("load total", load, share))
-    totals.append(("staged total", total, "100.0" if total else ""))
-    blank = [""] * len(totals)  # total rows carry only time and share
-    names = [s.name for s in stages] + [t[0] for t in totals]
-    times = [time_cell(s) for s in stages] + [med_spread(t[1], tu) for t in totals]
-    shares = [percent(s.share_of_total) if s.time else "" for s in stages] + [t[2] for t in totals]
     nbytes = [quantity(s.bytes, bu) for s in stages] + blank
     disk = [quantity(s.disk_read_bytes, bu) for s in stages] + blank
     gbps = [num(s.gbps.median) if s.gbps else MISSING for s in stages] + blank
     frac = [percent(s.ceiling_fraction) for s in stages] + blank
     ceil = [ceiling(s) for s in stages] + blank
+    return [
+        Column(f"bytes ({bu.name})", tuple(nbytes), show=informative(nbytes)),
+        Column(f"disk read ({bu.name})", tuple(disk), show=informative(disk) and not compact),
+        Column("GB/s", tuple(gbps), show=informative(gbps)),
+        Column("% of ceiling", tuple(frac), show=informative(frac)),
+        Column("ceiling", tuple(ceil), align="left", show=informative(ceil) and not compact),
+    ]
+
+
+def _memory_columns(
+    stages: Sequence[StageSummary], blank: list[str], compact: bool
+) -> list[Column]:
+    """Memory after each stage (RSS split anonymous / file-backed, GPU) and its peaks."""
+    mu = bytes_unit(
+        [
+            v
+            for s in stages
+            for v in (
+                s.peak_rss_bytes,
+                s.rss_anon_after,
+                s.rss_file_after,
+                s.gpu_used_after,
+                s.torch_peak_allocated,
+            )
+        ]
+    )
+
+    def rss(s: StageSummary) -> str:
+        if s.rss_anon_after is None and s.rss_file_after is None:
+            return MISSING
+        return f"{quantity(s.rss_anon_after, mu)} / {quantity(s.rss_file_after, mu)}"
+
     rss_cells = [rss(s) for s in stages] + blank
     peak = [quantity(s.peak_rss_bytes, mu) for s in stages] + blank
     gpu = [quantity(s.gpu_used_after, mu) for s in stages] + blank
     torch_peak = [quantity(s.torch_peak_allocated, mu) for s in stages] + blank
-    notes = [note(s) for s in stages] + blank
-    return make_table(
-        [
-            Column("stage", tuple(names), align="left"),
-            Column(f"time ({tu.name})", tuple(times)),
-            Column("share (%)", tuple(shares), show=total is not None),
-            Column(f"bytes ({bu.name})", tuple(nbytes), show=informative(nbytes)),
-            Column(f"disk read ({bu.name})", tuple(disk), show=informative(disk) and not compact),
-            Column("GB/s", tuple(gbps), show=informative(gbps)),
-            Column("% of ceiling", tuple(frac), show=informative(frac)),
-            Column("ceiling", tuple(ceil), align="left", show=informative(ceil) and not compact),
-            Column(
-                f"RSS after: anon / file ({mu.name})", tuple(rss_cells), show=informative(rss_cells)
-            ),
-            Column(f"peak RSS ({mu.name})", tuple(peak), show=informative(peak)),
-            Column(f"GPU used after ({mu.name})", tuple(gpu), show=informative(gpu)),
-            Column(
-                f"torch peak ({mu.name})",
-                tuple(torch_peak),
-                show=informative(torch_peak) and not compact,
-            ),
-            Column("note", tuple(notes), align="left", show=informative(notes)),
-        ]
-    )
+    return [
+        Column(
+            f"RSS after: anon / file ({mu.name})", tuple(rss_cells), show=informative(rss_cells)
+        ),
+        Column(f"peak RSS ({mu.name})", tuple(peak), show=informative(peak)),
+        Column(f"GPU used after ({mu.name})", tuple(gpu), show=informative(gpu)),
+        Column(
+            f"torch peak ({mu.name})",
+            tuple(torch_peak),
+            show=informative(torch_peak) and not compact,
+        ),
+    ]
 
 
 def ceilings_line(group: GroupSummary) -> str | None:
@@ -330,160 +364,5 @@ def cold_warm_table(cmp: ColdWarmComparison) -> Table:
             Column(f"{cmp.warm.cache} ({tu.name})", tuple(med_spread(r.warm, tu) for r in rows)),
             Column(f"cold − warm ({tu.name})", tuple(signed(r.difference_s, tu) for r in rows)),
             Column("cold / warm", tuple(ratio(r.ratio) for r in rows)),
-        ]
-    )
-
-
-def groups_table(groups: Sequence[GroupSummary], fields: Sequence[str]) -> Table:
-    """Cross-group summary: each group's load totals and headline decode figures."""
-    staged = [g.staged_total for g in groups]
-    loads = [g.load_total for g in groups]
-    native = [g.native_total for g in groups]
-    heads = [headline_decode(g) for g in groups]
-    lu = time_unit([s.median for s in staged + loads + native if s])
-    tu = time_unit([h.figures.ttft.median for h in heads if h and h.figures.ttft])
-    batch_sizes = {h.batch_size for h in heads if h}
-    seq = tuple(num(h.figures.tokens_per_s_seq) if h else MISSING for h in heads)
-    ttft = tuple(med_spread(h.figures.ttft, tu) if h else MISSING for h in heads)
-    native_cells = tuple(med_spread(s, lu) for s in native)
-    return make_table(
-        [
-            *key_columns(groups, fields),
-            Column(
-                "n",
-                tuple(
-                    str(g.n_ok) if g.n_ok == g.n_runs else f"{g.n_ok}/{g.n_runs}" for g in groups
-                ),
-            ),
-            Column(f"load total ({lu.name})", tuple(med_spread(s, lu) for s in loads)),
-            Column(f"native total ({lu.name})", native_cells, show=informative(native_cells)),
-            Column(f"staged total ({lu.name})", tuple(med_spread(s, lu) for s in staged)),
-            Column(
-                "batch",
-                tuple(str(h.batch_size) if h else MISSING for h in heads),
-                show=len(batch_sizes) > 1,
-            ),
-            Column(f"TTFT ({tu.name})", ttft, show=informative(ttft)),
-            Column("tok/s (seq)", seq, show=informative(seq)),
-        ]
-    )
-
-
-def native_table(groups: Sequence[GroupSummary], fields: Sequence[str]) -> Table:
-    """The load total (staged, startup excluded) against the plain ``from_pretrained``."""
-    groups = [g for g in groups if g.native_total is not None]
-    stage_names: list[str] = []
-    for g in groups:
-        stage_names += [s.name for s in g.native_stages if s.name not in stage_names]
-    lu = time_unit([s.median for g in groups for s in (g.load_total, g.native_total) if s])
-    gaps = [native_gap(g) for g in groups]
-    native_stage_cols = []
-    # One native stage is the total itself: a column for it would repeat the total.
-    for name in stage_names if len(stage_names) > 1 else ():
-        cells = []
-        for g in groups:
-            st = next((s for s in g.native_stages if s.name == name), None)
-            cells.append(med_spread(st.time, lu) if st else MISSING)
-        native_stage_cols.append(Column(f"{name} ({lu.name})", tuple(cells)))
-    return make_table(
-        [
-            *key_columns(groups, fields),
-            *native_stage_cols,
-            Column(
-                f"native total ({lu.name})", tuple(med_spread(g.native_total, lu) for g in groups)
-            ),
-            Column(f"load total ({lu.name})", tuple(med_spread(g.load_total, lu) for g in groups)),
-            Column(
-                f"native − load ({lu.name})",
-                tuple(signed(gap[0], lu) if gap else MISSING for gap in gaps),
-            ),
-            Column(
-                "native − load (%)",
-                tuple(
-                    f"{'+' if gap[1] >= 0 else '−'}{percent(abs(gap[1]))}" if gap else MISSING
-                    for gap in gaps
-                ),
-            ),
-        ]
-    )
-
-
-def attribution_table(groups: Sequence[GroupSummary], fields: Sequence[str]) -> Table | None:
-    """Counters measured during the native load (medians), one row per group."""
-    groups = [g for g in groups if g.native_attribution]
-    if not groups:
-        return None
-    names = list(dict.fromkeys(k for g in groups for k in g.native_attribution))
-
-    def cell(v: float | int | str | None, name: str) -> str:
-        if v is None:
-            return MISSING
-        if isinstance(v, str):
-            return v
-        if name.endswith("_bytes"):
-            return human_bytes(v)
-        if name.endswith("_s"):
-            return human_seconds(v)
-        return num(v, 0) if float(v).is_integer() else num(v)
-
-    return make_table(
-        [
-            *key_columns(groups, fields),
-            *[
-                Column(name, tuple(cell(g.native_attribution.get(name), name) for g in groups))
-                for name in names
-            ],
-        ]
-    )
-
-
-_ENV_ROWS: tuple[tuple[str, str], ...] = (
-    ("cpu_model", "CPU"),
-    ("cpu_count", "CPU cores"),
-    ("ram_bytes", "RAM"),
-    ("gpu_name", "GPU"),
-    ("gpu_memory_bytes", "GPU memory"),
-    ("gpu_driver", "GPU driver"),
-    ("cuda", "CUDA"),
-    ("gpu_pci_bus_id", "GPU PCI bus"),
-    ("platform", "platform"),
-    ("python", "Python"),
-    ("torch", "torch"),
-    ("transformers", "transformers"),
-    ("huggingface_hub", "huggingface_hub"),
-    ("safetensors", "safetensors"),
-    ("weights_filesystem", "weights filesystem"),
-    ("weights_device", "weights device"),
-    ("hostname", "hostname"),
-    ("tool_version", "llmprof"),
-)
-
-
-def distinct_environments(groups: Sequence[GroupSummary]) -> list[Environment]:
-    """Each distinct environment once, in group order (frozen records compare by value)."""
-    return list(dict.fromkeys(g.environment for g in groups))
-
-
-def environment_table(envs: Sequence[Environment]) -> Table:
-    """The machine fingerprint: one row per field, one column per machine."""
-
-    def cell(env: Environment, field: str) -> str:
-        value = getattr(env, field)
-        if value is None or value == "":
-            return MISSING
-        if field.endswith("_bytes"):
-            return human_bytes(value)
-        return str(value)
-
-    rows = [(label, [cell(e, f) for e in envs]) for f, label in _ENV_ROWS]
-    rows = [(label, cells) for label, cells in rows if informative(cells)]
-    headers = ["machine" if len(envs) == 1 else f"machine {i + 1}" for i in range(len(envs))]
-    return make_table(
-        [
-            Column("field", tuple(label for label, _ in rows), align="left"),
-            *[
-                Column(h, tuple(cells[i] for _, cells in rows), align="left")
-                for i, h in enumerate(headers)
-            ],
         ]
     )

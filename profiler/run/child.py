@@ -29,7 +29,7 @@ from profiler.measure.recorder import Recorder  # noqa: E402
 from profiler.records.decode import DecodeRecord  # noqa: E402
 from profiler.records.io import write_atomic  # noqa: E402
 from profiler.records.job import LoadJob  # noqa: E402
-from profiler.records.run import RunRecord  # noqa: E402
+from profiler.records.run import ModelInfo, RunRecord  # noqa: E402
 from profiler.records.stage import StageRecord  # noqa: E402
 from profiler.run.faults import inject_fault  # noqa: E402
 
@@ -61,12 +61,73 @@ def _check_device(device: str) -> None:
 def run_job(
     job: LoadJob, *, main_ns: int | None = None, in_process: bool = False
 ) -> dict[str, Any]:
-    """Run one job in this process; returns ``{"run": ...}`` or ``{"native": ...}``."""
+    """Run one job in this process.
+
+    Returns ``{"run": ...}`` for the staged and fast views, ``{"native": ...,
+    "environment": ...}`` for the native views: the parent builds their record, and
+    the environment is fingerprinted here, where torch is imported and the device
+    is open, so it names the GPU the load ran on.
+    """
     # Sampling threads and tokenizer threads must not fight over the cores the
     # load uses; tokenizers' own parallelism warnings are noise here.
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     os.environ.setdefault("CUDA_DEVICE_ORDER", "PCI_BUS_ID")
+    from profiler.measure.environment import fingerprint
+
     rec = Recorder(sync=None)
+    _start_process(rec, job, main_ns, in_process)
+    folder, revision = _fetch_weights(rec, job)
+
+    from profiler.load.common import LoadOptions
+
+    options = LoadOptions(
+        dtype=job.dtype,
+        device=job.device,
+        read_threads=job.read_threads,
+        pinned=job.pinned,
+        gguf_file=job.gguf_file,
+    )
+    if job.view.startswith("native"):
+        from profiler.load.native import load_native
+
+        view, _model = load_native(folder, options, rec, device_map=job.view == "native-device-map")
+        environment = fingerprint(folder, job.device)
+        return {"native": view.to_dict(), "environment": environment.to_dict()}
+
+    if job.view == "fast":
+        from profiler.load.fast import load_fast
+
+        loaded = load_fast(folder, options, rec)
+    else:
+        from profiler.load.staged import load_staged
+
+        loaded = load_staged(folder, options, rec)
+    decode: list[DecodeRecord] = []
+    notes: list[str] = []
+    if job.decode.enabled:
+        decode, notes = _run_decode(job, loaded)
+    notes.extend(loaded.notes)
+    if rec.gpu is not None and rec.gpu.note:
+        notes.append(rec.gpu.note)  # why the NVML columns (GPU memory, driver) are empty
+    run = RunRecord(
+        model=_model_info(job, folder, revision, loaded),
+        device=job.device,
+        dtype_requested=job.dtype,
+        dtype_resolved=loaded.dtype_resolved,
+        cache=job.cache,
+        environment=fingerprint(folder, job.device),
+        repetition=job.repetition,
+        stages=tuple(rec.records),
+        decode=tuple(decode),
+        notes=tuple(notes),
+        created_at=datetime.now(UTC).isoformat(timespec="seconds"),
+        run_id=uuid.uuid4().hex[:12],
+    )
+    return {"run": run.to_dict()}
+
+
+def _start_process(rec: Recorder, job: LoadJob, main_ns: int | None, in_process: bool) -> None:
+    """The stages every fresh process pays before a load: start, imports, CUDA context."""
     if job.spawn_ns is not None and main_ns is not None:
         rec.add(
             StageRecord(
@@ -91,25 +152,24 @@ def run_job(
     transformers.logging.disable_progress_bar()
     _check_device(job.device)
 
-    gpu = None
-    if job.device.startswith("cuda"):
-        with rec.stage("cuda_init") as st:
-            idx = torch.device(job.device).index or 0
-            torch.cuda.set_device(idx)
-            torch.empty(1, device=job.device)
-            torch.cuda.synchronize()
-            st.note("CUDA context creation, paid once per process")
-        from profiler.measure.gpu import GpuProbe
-
-        gpu = GpuProbe(idx)
-        rec.gpu = gpu
-        rec.sync = torch.cuda.synchronize
-    else:
+    if not job.device.startswith("cuda"):
         rec.skip("cuda_init", "device is cpu")
+        return
+    with rec.stage("cuda_init") as st:
+        idx = torch.device(job.device).index or 0
+        torch.cuda.set_device(idx)
+        torch.empty(1, device=job.device)
+        torch.cuda.synchronize()
+        st.note("CUDA context creation, paid once per process")
+    from profiler.measure.gpu import GpuProbe
 
-    folder = Path(job.folder) if job.folder else None
-    revision = job.model.revision
-    notes: list[str] = []
+    rec.gpu = GpuProbe(idx)
+    rec.sync = torch.cuda.synchronize
+
+
+def _fetch_weights(rec: Recorder, job: LoadJob) -> tuple[Path, str | None]:
+    """(folder of the weights, revision): downloaded in a stage of its own when the
+    staged or fast view loads a hub model, else the folder the parent named."""
     if job.hub_repo and job.view in ("staged", "fast"):
         from profiler.sources.hub import download
 
@@ -121,51 +181,23 @@ def run_job(
             st.counters["from_cache"] = int(result.from_cache)
             if result.from_cache:
                 st.note("all files were already in the hub cache: nothing downloaded")
-        folder, revision = result.path, result.revision
-    elif job.view in ("staged", "fast"):
+        return result.path, result.revision
+    if job.view in ("staged", "fast"):
         rec.skip(
             "hub_download",
             "local files: no hub involved"
             if not job.hub_repo
             else "hub files resolved by the parent",
         )
-    assert folder is not None
+    if not job.folder:
+        raise UserError("the job names no model folder: resolve the model before running it")
+    return Path(job.folder), job.model.revision
 
-    from profiler.load.common import LoadOptions
 
-    options = LoadOptions(
-        dtype=job.dtype,
-        device=job.device,
-        read_threads=job.read_threads,
-        pinned=job.pinned,
-        gguf_file=job.gguf_file,
-    )
-    if job.view.startswith("native"):
-        from profiler.load.native import load_native
-
-        view, _model = load_native(folder, options, rec, device_map=job.view == "native-device-map")
-        return {"native": view.to_dict()}
-
-    if job.view == "fast":
-        from profiler.load.fast import load_fast
-
-        loaded = load_fast(folder, options, rec)
-    else:
-        from profiler.load.staged import load_staged
-
-        loaded = load_staged(folder, options, rec)
-    decode: list[DecodeRecord] = []
-    if job.decode.enabled:
-        decode, dnotes = _run_decode(job, loaded)
-        notes.extend(dnotes)
-    notes.extend(loaded.notes)
-    if gpu is not None and gpu.note:
-        notes.append(gpu.note)  # why the NVML columns (GPU memory, driver) are empty
-    from profiler.measure.environment import fingerprint
-
-    model = job.model
-    model = dataclasses.replace(
-        model,
+def _model_info(job: LoadJob, folder: Path, revision: str | None, loaded: Any) -> ModelInfo:
+    """The job's model, completed with what the load found out about it."""
+    return dataclasses.replace(
+        job.model,
         path=str(folder),
         revision=revision,
         architecture=type(loaded.model).__name__,
@@ -178,21 +210,6 @@ def run_job(
         weight_bytes=loaded.weight_bytes,
         storage_dtype=loaded.storage_dtype,
     )
-    run = RunRecord(
-        model=model,
-        device=job.device,
-        dtype_requested=job.dtype,
-        dtype_resolved=loaded.dtype_resolved,
-        cache=job.cache,
-        environment=fingerprint(folder, job.device),
-        repetition=job.repetition,
-        stages=tuple(rec.records),
-        decode=tuple(decode),
-        notes=tuple(notes),
-        created_at=datetime.now(UTC).isoformat(timespec="seconds"),
-        run_id=uuid.uuid4().hex[:12],
-    )
-    return {"run": run.to_dict()}
 
 
 def _run_decode(job: LoadJob, loaded: Any) -> tuple[list[DecodeRecord], list[str]]:

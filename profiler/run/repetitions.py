@@ -13,8 +13,9 @@ from __future__ import annotations
 import dataclasses
 import os
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -24,23 +25,41 @@ from profiler.errors import UserError
 from profiler.records.job import LoadJob
 from profiler.records.run import CacheState, NativeView, RunRecord
 from profiler.run.request import PAGE_STATES, ProfileRequest
-from profiler.run.source import Source, _cached_snapshot, model_files, preflight, resolve_source
+from profiler.run.source import Source, cached_snapshot, model_files, preflight, resolve_source
 from profiler.run.spawn import ChildFailed, run_child, run_in_process
 
+# Runs one job (in a fresh child, or in this process) with extra environment variables.
+Execute = Callable[[LoadJob, dict[str, str]], dict]
 
-def prepare_page_cache(files: list[Path], state: str) -> CacheState:
+
+@dataclass(frozen=True)
+class PreparedCache:
+    """A page cache put into a state, as measured just before the run.
+
+    ``note`` is the measurement in words (for example ``"not cold: 37.0% of 537 MB
+    resident before the run"``), kept in the run's notes; None when the state was
+    not controlled.
+    """
+
+    state: CacheState
+    note: str | None = None
+
+
+def prepare_page_cache(files: list[Path], state: str) -> PreparedCache:
     """Evict, warm, or just measure; the measured residency is what the record says."""
-
     if state == "cold":
         res = evict(files)
         ok, note = verify("cold", res)
-        return CacheState(page="cold", page_resident_fraction_before=res.fraction, page_verified=ok)
-    if state == "warm":
+    elif state == "warm":
         res = warm(files)
         ok, note = verify("warm", res)
-        return CacheState(page="warm", page_resident_fraction_before=res.fraction, page_verified=ok)
-    res = residency(files)
-    return CacheState(page="uncontrolled", page_resident_fraction_before=res.fraction)
+    else:
+        res = residency(files)
+        return PreparedCache(
+            CacheState(page="uncontrolled", page_resident_fraction_before=res.fraction)
+        )
+    cache = CacheState(page=state, page_resident_fraction_before=res.fraction, page_verified=ok)
+    return PreparedCache(cache, note)
 
 
 @contextmanager
@@ -58,6 +77,12 @@ def hub_cache_for(state: str) -> Iterator[dict[str, str]]:
 def failed_record(
     src: Source, req: ProfileRequest, cache: CacheState, rep: int, err: ChildFailed
 ) -> RunRecord:
+    """The record of a repetition whose child crashed, hung or was killed.
+
+    Its machine is fingerprinted here, in the parent, for the request's device; the
+    parent may not have torch imported, so :func:`with_sibling_facts` later
+    gives it the fingerprint a sibling took in its child.
+    """
     from profiler.measure.environment import fingerprint
 
     return RunRecord(
@@ -66,7 +91,7 @@ def failed_record(
         dtype_requested=req.dtype,
         dtype_resolved="",
         cache=cache,
-        environment=fingerprint(src.folder, "cpu"),
+        environment=fingerprint(src.folder, req.device),
         repetition=rep,
         status="failed",
         error=err.tail[-4000:],
@@ -75,6 +100,37 @@ def failed_record(
         run_id=uuid.uuid4().hex[:12],
         suite=req.suite,
     )
+
+
+def with_sibling_facts(runs: Sequence[RunRecord]) -> list[RunRecord]:
+    """Failed repetitions completed with what a successful sibling measured.
+
+    All repetitions of one request ran on this machine and device, but only a child
+    that finished fingerprinted them with torch imported and the device open, and
+    resolved the dtype ("auto" becomes the config's). A failed one, fingerprinted by
+    the parent with the dtype unresolved, would otherwise form a group of its own
+    (another machine without its GPU, dtype "") instead of being counted as a failed
+    repetition of its group. The dtype comes from a sibling that asked for the same.
+    """
+    ok = [r for r in runs if r.status == "ok"]
+    if not ok:
+        return list(runs)
+    out = []
+    for r in runs:
+        if r.status != "ok":
+            twin = next((o for o in ok if o.dtype_requested == r.dtype_requested), None)
+            r = dataclasses.replace(
+                r,
+                environment=ok[0].environment,
+                dtype_resolved=twin.dtype_resolved if twin is not None else r.dtype_resolved,
+            )
+        out.append(r)
+    return out
+
+
+def with_note(run: RunRecord, note: str | None) -> RunRecord:
+    """``run`` with ``note`` added to its notes (unchanged when there is none)."""
+    return run if not note else dataclasses.replace(run, notes=(*run.notes, note))
 
 
 def profile(req: ProfileRequest, log: Callable[[str], None] = lambda s: None) -> list[RunRecord]:
@@ -88,7 +144,7 @@ def profile(req: ProfileRequest, log: Callable[[str], None] = lambda s: None) ->
     src = resolve_source(req, log)
     if src.folder is not None and not src.gguf_file:
         preflight(src.folder)
-    execute = (
+    execute: Execute = (
         (lambda job, env: run_in_process(job))
         if req.in_process
         else (lambda job, env: run_child(job, env, req.timeout_s))
@@ -102,7 +158,7 @@ def profile(req: ProfileRequest, log: Callable[[str], None] = lambda s: None) ->
     for rep in range(req.repeat):
         for page_state in req.page_states:
             runs.append(_one_repetition(req, src, rep, page_state, execute, log))
-    return runs
+    return with_sibling_facts(runs)
 
 
 def _one_repetition(
@@ -110,29 +166,23 @@ def _one_repetition(
     src: Source,
     rep: int,
     page_state: str,
-    execute: Callable[[LoadJob, dict[str, str]], dict],
+    execute: Execute,
     log: Callable[[str], None],
 ) -> RunRecord:
     hub_state = req.hub_state if src.hub_repo else "n/a"
-    process = "in-process" if req.in_process else "fresh"
     with hub_cache_for(hub_state) as hub_env:
-        folder = src.folder
-        if src.hub_repo:
-            folder = _cached_snapshot(src.hub_repo, {**os.environ, **hub_env})
-            if hub_state == "warm" and folder is None:
-                log(f"hub-warm requested: downloading {src.hub_repo} once before measuring")
-                from profiler.sources.hub import download
-
-                folder = download(src.hub_repo).path
+        folder = _weights_folder(src, hub_state, hub_env, log)
         files = model_files(folder, src.gguf_file) if folder else []
-        if files:
-            cache = prepare_page_cache(files, page_state)
-        else:
-            cache = CacheState(page="uncontrolled")  # files arrive with the download
+        # Without files (a hub model not downloaded yet) they arrive with the download.
+        prepared = (
+            prepare_page_cache(files, page_state)
+            if files
+            else PreparedCache(CacheState(page="uncontrolled"))
+        )
         cache = dataclasses.replace(
-            cache,
+            prepared.state,
             hub=hub_state if hub_state != "user" else ("warm" if folder is not None else "cold"),
-            process=process,
+            process="in-process" if req.in_process else "fresh",
         )
         job = LoadJob(
             model=src.model,
@@ -154,29 +204,54 @@ def _one_repetition(
             doc = execute(job, hub_env)
         except ChildFailed as e:
             log(f"{label}: FAILED ({e.tail.splitlines()[0] if e.tail else e.exit_code})")
-            return failed_record(src, req, cache, rep, e)
-        run = RunRecord.from_dict(doc["run"])
-        run = dataclasses.replace(run, suite=req.suite)
+            return with_note(failed_record(src, req, cache, rep, e), prepared.note)
+        run = dataclasses.replace(RunRecord.from_dict(doc["run"]), suite=req.suite)
+        run = with_note(run, prepared.note)
         if not req.native:
             return run
-        # The native view loads the same files in its own fresh process, with the
-        # page cache put back into the same state first.
-        nfolder = Path(run.model.path)
-        nfiles = model_files(nfolder, src.gguf_file)
-        ncache = prepare_page_cache(nfiles, page_state)
-        view = "native-device-map" if req.native_device_map else "native"
-        njob = dataclasses.replace(job, folder=str(nfolder), hub_repo=None, view=view, cache=ncache)
         log(f"{label}: native view")
-        try:
-            ndoc = execute(njob, hub_env)
-        except ChildFailed as e:
-            note = f"native view failed: {e.tail.splitlines()[0] if e.tail else e.exit_code}"
-            return dataclasses.replace(run, notes=run.notes + (note,))
-        native = NativeView.from_dict(ndoc["native"])
-        notes = run.notes
-        if ncache.page_verified is False:
-            notes += (
-                f"native view: page cache not {page_state} before its load "
-                f"({100 * (ncache.page_resident_fraction_before or 0):.1f}% resident)",
-            )
-        return dataclasses.replace(run, native=native, notes=notes)
+        return _add_native_view(run, job, req, page_state, lambda j: execute(j, hub_env))
+
+
+def _weights_folder(
+    src: Source, hub_state: str, hub_env: dict[str, str], log: Callable[[str], None]
+) -> Path | None:
+    """The folder to load from: the source's, or a hub model's snapshot in the hub cache
+    the child will use (downloaded once first when a warm hub cache is asked for)."""
+    if not src.hub_repo:
+        return src.folder
+    folder = cached_snapshot(src.hub_repo, {**os.environ, **hub_env})
+    if hub_state == "warm" and folder is None:
+        log(f"hub-warm requested: downloading {src.hub_repo} once before measuring")
+        from profiler.sources.hub import download
+
+        folder = download(src.hub_repo).path
+    return folder
+
+
+def _add_native_view(
+    run: RunRecord,
+    job: LoadJob,
+    req: ProfileRequest,
+    page_state: str,
+    execute: Callable[[LoadJob], dict],
+) -> RunRecord:
+    """``run`` with its native view: the same files loaded by a plain ``from_pretrained``
+    in a fresh process, with the page cache put back into the same state first."""
+    folder = Path(run.model.path)
+    prepared = prepare_page_cache(model_files(folder, job.gguf_file), page_state)
+    view = "native-device-map" if req.native_device_map else "native"
+    native_job = dataclasses.replace(
+        job, folder=str(folder), hub_repo=None, view=view, cache=prepared.state
+    )
+    try:
+        doc = execute(native_job)
+    except ChildFailed as e:
+        return with_note(
+            run, f"native view failed: {e.tail.splitlines()[0] if e.tail else e.exit_code}"
+        )
+    native = dataclasses.replace(run, native=NativeView.from_dict(doc["native"]))
+    # A verified state is already said by the staged view's note; a failed one is not.
+    if prepared.state.page_verified is False:
+        return with_note(native, f"native view: {prepared.note}")
+    return native

@@ -1,4 +1,5 @@
-"""TODO: docstring."""
+"""What the user asked a profile to do: the model, how to place it, which cache states,
+how often. Built by the commands from arguments and by suite files."""
 
 from __future__ import annotations
 
@@ -14,6 +15,8 @@ HUB_STATES = ("cold", "warm", "user")
 
 @dataclass(frozen=True)
 class ProfileRequest:
+    """One profile to run: see ``llmprof load --help`` for what each field means."""
+
     spec: str
     dtype: str = "auto"
     device: str = "cpu"

@@ -12,6 +12,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from profiler.records.ceilings import Ceilings
 from profiler.records.run import RunRecord
 from profiler.run.request import ProfileRequest
 
@@ -46,7 +47,6 @@ def judge(runs: Sequence[RunRecord], mode: str, device: str, log: Callable[[str]
     ok = [r for r in runs if r.status == "ok"]
     if mode == "off" or not ok:
         return Session(tuple(runs))
-    from profiler.analysis.diagnosis import diagnose
     from profiler.machine.bounds import attach_ceilings
     from profiler.machine.cache import lookup
 
@@ -61,10 +61,22 @@ def judge(runs: Sequence[RunRecord], mode: str, device: str, log: Callable[[str]
     if not found.from_cache:
         log(f"measured this machine's ceilings once; cached in {found.path}")
     judged = [attach_ceilings(r, found.ceilings) if r.status == "ok" else r for r in runs]
+    return Session(tuple(judged), tuple(diagnose_groups(judged, found.ceilings)))
+
+
+def diagnose_groups(runs: Sequence[RunRecord], ceilings: Ceilings | None) -> list[str]:
+    """Diagnosis lines of every group of ``runs`` (one group per cache state, and per
+    variant with ``--variants``), each tagged with what sets its group apart.
+
+    Without ``ceilings``, the ceilings already attached to the stages are used.
+    """
+    from profiler.analysis.diagnosis import diagnose
+    from profiler.analysis.grouping import group_runs
+
+    groups = [g for g in group_runs(runs) if any(r.status == "ok" for r in g.runs)]
     lines: list[str] = []
-    labels = list(dict.fromkeys(r.cache.label for r in judged if r.status == "ok"))
-    for label in labels:
-        group = [r for r in judged if r.status == "ok" and r.cache.label == label]
-        prefix = f"[{label}] " if len(labels) > 1 else ""
-        lines.extend(prefix + line for line in diagnose(group, found.ceilings))
-    return Session(tuple(judged), tuple(lines))
+    for g in groups:
+        tag = " · ".join(x for x in (g.key.variant, g.key.cache) if x)
+        prefix = f"[{tag}] " if len(groups) > 1 else ""
+        lines.extend(prefix + line for line in diagnose(g.runs, ceilings))
+    return lines

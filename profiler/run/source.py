@@ -1,4 +1,9 @@
-"""TODO: docstring."""
+"""Where a profile's weights come from: the user's MODEL turned into files, before any child runs.
+
+Local sources (folders, .gguf files, presets, the bundled model) are resolved, built
+or converted here, in the parent; a hub model stays a repo id until a child
+downloads it (or the hub cache already holds it).
+"""
 
 from __future__ import annotations
 
@@ -10,6 +15,7 @@ from pathlib import Path
 
 from profiler.errors import UserError
 from profiler.records.run import ModelInfo
+from profiler.render.format import human_seconds
 from profiler.run.request import ProfileRequest
 
 
@@ -32,8 +38,9 @@ def resolve_source(req: ProfileRequest, log: Callable[[str], None]) -> Source:
     if local is not None:
         notes = list(local.notes)
         if local.build_s is not None:
-            notes.append(f"built in {local.build_s:.1f} s before profiling (not part of any stage)")
-            log(f"built {req.spec} in {local.build_s:.1f} s → {local.path}")
+            took = human_seconds(local.build_s)
+            notes.append(f"built in {took} before profiling (not part of any stage)")
+            log(f"built {req.spec} in {took} → {local.path}")
         info = ModelInfo(
             spec=req.spec,
             source_kind=local.kind,
@@ -54,7 +61,7 @@ def resolve_source(req: ProfileRequest, log: Callable[[str], None]) -> Source:
     return Source(info, None, hub_repo=req.spec)
 
 
-def _cached_snapshot(repo: str, env: dict[str, str]) -> Path | None:
+def cached_snapshot(repo: str, env: dict[str, str]) -> Path | None:
     """The snapshot folder of ``repo`` in the hub cache named by ``env``, if it holds
     every file a load needs (the same rule as the child's download), else None.
 

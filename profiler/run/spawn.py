@@ -1,4 +1,10 @@
-"""TODO: docstring."""
+"""Running one job in a fresh interpreter (or in this process) and reading its result.
+
+The child is ``python -m profiler.run.child JOB OUT``; its stderr is relayed and its
+last lines kept, so a crash, a kill or a timeout becomes :class:`ChildFailed` with
+the exit status and the last error lines; exit code 2 (bad input) becomes a
+UserError for the whole command.
+"""
 
 from __future__ import annotations
 
@@ -19,6 +25,9 @@ from profiler.records.job import LoadJob
 
 
 class ChildFailed(Exception):
+    """A child that did not finish: its exit code (None when killed on timeout) and
+    its last stderr lines."""
+
     def __init__(self, exit_code: int | None, tail: str) -> None:
         super().__init__(tail)
         self.exit_code = exit_code
@@ -91,6 +100,7 @@ def run_child(
 
 
 def run_in_process(job: LoadJob) -> dict:
+    """Run one job in this process (the warm-process case), failing like a child."""
     from profiler.run.child import run_job
 
     try:

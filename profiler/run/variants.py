@@ -1,4 +1,12 @@
-"""TODO: docstring."""
+"""The usual ways of loading a model, each run like a repetition (``llmprof load --variants``).
+
+:func:`plan_variants` decides which ways apply to this model and device (plain
+``from_pretrained`` + ``.to()`` first, as a tutorial writes it; ``device_map`` and
+pinned buffers on a GPU only; the storage dtype when it differs from the one asked
+for; a ``pytorch_model.bin`` twin when one sits beside the folder).
+:func:`profile_variants` runs each in a fresh process in every cache state asked
+for; :mod:`profiler.analysis.ranking` ranks them.
+"""
 
 from __future__ import annotations
 
@@ -11,15 +19,22 @@ from pathlib import Path
 
 from profiler.errors import UserError
 from profiler.records.job import LoadJob
-from profiler.records.run import NativeView, RunRecord
-from profiler.run.repetitions import failed_record, prepare_page_cache
+from profiler.records.run import CacheState, Environment, NativeView, RunRecord
+from profiler.run.repetitions import (
+    failed_record,
+    prepare_page_cache,
+    with_note,
+    with_sibling_facts,
+)
 from profiler.run.request import ProfileRequest
-from profiler.run.source import model_files, resolve_source
+from profiler.run.source import Source, model_files, resolve_source
 from profiler.run.spawn import ChildFailed, run_child
 
 
 @dataclass(frozen=True)
 class Variant:
+    """One way of loading: the child view that performs it, and how."""
+
     name: str
     view: str  # child view: native | native-device-map | staged | fast
     dtype: str
@@ -110,55 +125,76 @@ def profile_variants(
         )
     variants = plan_variants(req, src.folder, storage_dtype(src.folder))
     runs: list[RunRecord] = []
-    no_decode = dataclasses.replace(req.decode, enabled=False)
     for rep in range(req.repeat):
         for page_state in req.page_states:
             for v in variants:
                 folder = v.folder or src.folder
-                cache = dataclasses.replace(
-                    prepare_page_cache(model_files(folder, None), page_state), process="fresh"
-                )
-                job = LoadJob(
-                    model=src.model,
-                    folder=str(folder),
-                    view=v.view,
-                    dtype=v.dtype,
-                    device=req.device,
-                    read_threads=req.read_threads,
-                    pinned=v.pinned,
-                    decode=no_decode,
-                    cache=cache,
-                    repetition=rep,
-                )
+                prepared = prepare_page_cache(model_files(folder, None), page_state)
+                cache = dataclasses.replace(prepared.state, process="fresh")
                 log(f"variant {v.name!r} rep {rep + 1}/{req.repeat} [{cache.label}]")
-                try:
-                    doc = run_child(job, {}, req.timeout_s)
-                except ChildFailed as e:
-                    runs.append(
-                        dataclasses.replace(failed_record(src, req, cache, rep, e), variant=v.name)
-                    )
-                    continue
-                if "native" in doc:
-                    from profiler.measure.environment import fingerprint
+                run = _run_variant(req, src, v, folder, cache, rep)
+                # The description goes last: the ranking reads it from there.
+                runs.append(with_note(with_note(run, prepared.note), v.description))
+    return with_sibling_facts(runs)
 
-                    nv = NativeView.from_dict(doc["native"])
-                    run = RunRecord(
-                        model=src.model,
-                        device=req.device,
-                        dtype_requested=v.dtype,
-                        dtype_resolved=nv.load_kwargs.get("dtype", v.dtype),
-                        cache=cache,
-                        environment=fingerprint(folder, "cpu"),
-                        repetition=rep,
-                        stages=nv.stages,
-                        native=nv,
-                        created_at=datetime.now(UTC).isoformat(timespec="seconds"),
-                        run_id=uuid.uuid4().hex[:12],
-                        suite=req.suite,
-                    )
-                else:
-                    run = RunRecord.from_dict(doc["run"])
-                runs.append(
-                    dataclasses.replace(run, variant=v.name, notes=run.notes + (v.description,))
-                )
-    return runs
+
+def _run_variant(
+    req: ProfileRequest, src: Source, v: Variant, folder: Path, cache: CacheState, rep: int
+) -> RunRecord:
+    """One variant, one repetition, in a fresh process."""
+    job = LoadJob(
+        model=src.model,
+        folder=str(folder),
+        view=v.view,
+        dtype=v.dtype,
+        device=req.device,
+        read_threads=req.read_threads,
+        pinned=v.pinned,
+        decode=dataclasses.replace(req.decode, enabled=False),
+        cache=cache,
+        repetition=rep,
+    )
+    try:
+        doc = run_child(job, {}, req.timeout_s)
+    except ChildFailed as e:
+        run = failed_record(src, req, cache, rep, e)
+        return dataclasses.replace(run, dtype_requested=v.dtype, variant=v.name)
+    if "native" in doc:
+        run = _native_record(doc, req, src, v, folder, cache, rep)
+    else:
+        run = RunRecord.from_dict(doc["run"])
+    return dataclasses.replace(run, variant=v.name)
+
+
+def _native_record(
+    doc: dict,
+    req: ProfileRequest,
+    src: Source,
+    v: Variant,
+    folder: Path,
+    cache: CacheState,
+    rep: int,
+) -> RunRecord:
+    """The record of a from_pretrained variant: its native view's stages are its stages,
+    on the machine and device its child fingerprinted."""
+    nv = NativeView.from_dict(doc["native"])
+    if "environment" in doc:
+        environment = Environment.from_dict(doc["environment"])
+    else:  # a child of an older llmprof: fingerprint here, for the request's device
+        from profiler.measure.environment import fingerprint
+
+        environment = fingerprint(folder, req.device)
+    return RunRecord(
+        model=src.model,
+        device=req.device,
+        dtype_requested=v.dtype,
+        dtype_resolved=nv.load_kwargs.get("dtype", v.dtype),
+        cache=cache,
+        environment=environment,
+        repetition=rep,
+        stages=nv.stages,
+        native=nv,
+        created_at=datetime.now(UTC).isoformat(timespec="seconds"),
+        run_id=uuid.uuid4().hex[:12],
+        suite=req.suite,
+    )

@@ -29,13 +29,13 @@ from profiler.caches.models import (
     atomic_folder,
     build_lock,
     check_free_space,
-    format_bytes,
     fsync_file,
     models_dir,
     read_source,
     remove_stale_temps,
 )
 from profiler.errors import UserError
+from profiler.render.format import human_bytes
 from profiler.sources.presets import (
     DTYPE_BYTES,
     Preset,
@@ -277,7 +277,7 @@ def write_weights(
         tensors = _materialize([by_name[n] for n in members], torch_dtype, pool)
         nbytes = sum(t.numel() * itemsize for t in tensors.values())
         if progress:
-            progress(f"writing {file_name} ({format_bytes(nbytes)}, shard {i}/{len(shards)})")
+            progress(f"writing {file_name} ({human_bytes(nbytes)}, shard {i}/{len(shards)})")
         _write_shard(tensors, folder / file_name, fmt)
         del tensors  # free the shard before the next one is materialised
         total += nbytes
@@ -375,7 +375,7 @@ def ensure_synthetic(
         if progress:
             progress(
                 f"building synthetic:{spec.preset.name} ({spec.dtype}, {spec.fmt}, "
-                f"{format_bytes(spec.weight_bytes)} of weights) into {final}"
+                f"{human_bytes(spec.weight_bytes)} of weights) into {final}"
             )
         start = time.perf_counter()
         with atomic_folder(final) as tmp:

@@ -13,7 +13,6 @@ import pytest
 
 from profiler.caches.page import evict_fd
 from profiler.cli import main
-from profiler.commands.ceilings import fmt_value
 from profiler.machine.disk import probe_files, resident_fraction
 from profiler.machine.plan import ProbePlan
 from profiler.machine.probe import measure_ceilings
@@ -26,6 +25,7 @@ from profiler.records.ceilings import (
     TFLOPS,
     Ceilings,
 )
+from profiler.render.format import num
 from profiler.run.devices import parse_device
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -148,7 +148,7 @@ def test_command_measures_then_serves_from_cache(
     disk = saved.items["disk_read"].value
     assert disk is not None
     row = next(line for line in shown.splitlines() if line.startswith("disk_read "))
-    assert row.split()[1] == fmt_value(disk)
+    assert row.split()[1] == num(disk)
 
 
 def test_command_refuses_bad_input(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -163,3 +163,14 @@ def test_runs_with_nothing_in_common_warn(tmp_path: Path) -> None:
         "the report lists them side by side"
     )
     assert "share no model and no machine" in out.read_text()
+
+
+def test_report_of_a_recorded_run_is_the_golden_file(tmp_path: Path) -> None:
+    # The command end to end on records llmprof wrote (tests/data/runs), against the
+    # golden file tests/unit/test_golden.py renders from the same records.
+    out = tmp_path / "report.md"
+    r = llmprof("report", REPO / "tests/data/runs/load_cpu.json", "-o", out)
+    assert r.returncode == 0, r.stderr
+    assert out.read_text() == (REPO / "tests/data/golden/report_cpu.md").read_text()
+    charts = sorted(p.name for p in (tmp_path / "report_files").iterdir())
+    assert charts == ["load_stages.png", "throughput.png", "token_latency_1.png"]

@@ -443,7 +443,7 @@ def test_models_command_lists_builds_and_cleans(cache, capsys):
 
     assert main(["models"]) == 0
     out = capsys.readouterr().out
-    for name in ("synthetic:qwen2-7b", "synthetic:llama-3-8b", "15.23 GB", "synthetic-tiny-"):
+    for name in ("synthetic:qwen2-7b", "synthetic:llama-3-8b", "15.2 GB", "synthetic-tiny-"):
         assert name in out
 
     stranger = cache / "models" / "not-llmprof"

@@ -12,6 +12,7 @@ loaded on a 2-core CPU box, and the same model on an H100 for GPU-shaped records
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 from profiler.records.decode import DecodeCall, DecodeRecord
 from profiler.records.run import CacheState, Environment, ModelInfo, NativeView, RunRecord
@@ -33,7 +34,7 @@ CPU_STAGES: tuple[tuple[str, float, float, int | None, str], ...] = (
     ("tokenizer", 0.085, 0.060, 2_104_000, "tokenizer files read"),
     ("config", 0.012, 0.008, 1_024, "config.json read"),
     ("model_init", 0.160, 0.150, None, ""),
-    ("weight_read", 0.950, 0.110, WEIGHT_BYTES, "bytes read from weight files"),
+    ("weight_read", 0.950, 0.110, WEIGHT_BYTES, "bytes read from the checkpoint files"),
     ("dtype_cast", 0.045, 0.044, WEIGHT_BYTES, "bytes cast"),
     ("attach", 0.030, 0.028, None, ""),
     ("eval", 0.002, 0.002, None, ""),
@@ -122,6 +123,63 @@ def _snapshot(anon_mib: float, file_mib: float, gpu_mib: float | None) -> Memory
     )
 
 
+STAGE_ORDER = (
+    "python_start",
+    "import",
+    "cuda_init",
+    "tokenizer",
+    "config",
+    "model_init",
+    "weight_read",
+    "dtype_cast",
+    "h2d_copy",
+    "attach",
+    "eval",
+)
+# What the product's child writes when a stage does not apply on a CPU.
+CPU_SKIPS = {
+    "cuda_init": "device is cpu",
+    "h2d_copy": "device is cpu: weights stay in host memory",
+}
+
+
+def _ceiling(name: str, warm: bool, gpu: bool) -> tuple[str | None, float | None]:
+    """The ceiling attach_ceilings would put on the stage (names as the product writes)."""
+    if name == "weight_read":
+        return ("page_cache_read", 6.0) if warm else ("disk_read", 1.2)
+    if name == "h2d_copy" and gpu:
+        return "h2d_pageable", 25.0
+    return None, None
+
+
+@dataclass
+class _Memory:
+    """Resident memory of the fake process, in MiB, as the stages go by."""
+
+    anon: float
+    file: float
+    gpu: float | None
+
+    def snapshot(self) -> MemorySnapshot:
+        return _snapshot(self.anon, self.file, self.gpu)
+
+    def grow(self, name: str, scale: float) -> None:
+        """Memory a stage adds: imports, the model skeleton, the file pages, the copies."""
+        weights_mib = WEIGHT_BYTES / MIB * scale
+        if name == "import":
+            self.anon += 380.0
+        elif name == "model_init":
+            self.anon += 12.0
+        elif name == "weight_read":
+            self.file += weights_mib
+        elif name == "dtype_cast" and self.gpu is None:
+            self.anon += weights_mib
+        elif name == "cuda_init" and self.gpu is not None:
+            self.anon += 220.0
+        elif name == "h2d_copy" and self.gpu is not None:
+            self.gpu += weights_mib
+
+
 def build_stages(
     cache: str,
     repetition: int,
@@ -133,67 +191,27 @@ def build_stages(
     """The staged view of one load; ``skip`` maps stage names to skip reasons."""
     warm = cache == "warm"
     jitter = JITTER[repetition % len(JITTER)]
-    skip = dict(skip or {})
-    if not gpu:
-        skip.setdefault("cuda_init", "no CUDA device")
-        skip.setdefault("h2d_copy", "device is cpu")
-    table = list(CPU_STAGES)
-    order = (
-        "python_start",
-        "import",
-        "cuda_init",
-        "tokenizer",
-        "config",
-        "model_init",
-        "weight_read",
-        "dtype_cast",
-        "h2d_copy",
-        "attach",
-        "eval",
-    )
-    by_name = {row[0]: row for row in table}
+    skip = {**({} if gpu else CPU_SKIPS), **(skip or {})}
+    by_name = {row[0]: row for row in CPU_STAGES}
     by_name |= {name: (name, *values) for name, values in GPU_EXTRA.items()}
     t = T0_NS + repetition * 10_000_000_000
-    anon, file_ = 30.0, 12.0
-    gpu_mib: float | None = 520.0 if gpu else None
+    mem = _Memory(anon=30.0, file=12.0, gpu=520.0 if gpu else None)
     out = []
-    for name in order:
-        row = by_name[name]
-        _, cold_s, warm_s, nbytes, what = row
+    for name in STAGE_ORDER:
         if name in skip:
             out.append(
                 StageRecord(name=name, status="skipped", start_ns=t, end_ns=t, notes=(skip[name],))
             )
             continue
+        _, cold_s, warm_s, nbytes, what = by_name[name]
         seconds = (warm_s if warm else cold_s) * jitter * scale
         start, end = t, t + int(round(seconds * 1e9))
         t = end + 50_000  # 50 µs between stages, as the recorder leaves
-        before = _snapshot(anon, file_, gpu_mib)
-        if name == "import":
-            anon += 380.0
-        elif name == "model_init":
-            anon += 12.0
-        elif name == "weight_read":
-            file_ += WEIGHT_BYTES / MIB * scale
-        elif name == "dtype_cast" and not gpu:
-            anon += WEIGHT_BYTES / MIB * scale
-        elif name == "cuda_init" and gpu_mib is not None:
-            anon += 220.0
-        elif name == "h2d_copy" and gpu_mib is not None:
-            gpu_mib += WEIGHT_BYTES / MIB * scale
-        after = _snapshot(anon, file_, gpu_mib)
+        before = mem.snapshot()
+        mem.grow(name, scale)
+        after = mem.snapshot()
         payload = None if nbytes is None else int(nbytes * scale)
-        disk = None
-        if name == "weight_read":
-            disk = payload if not warm else 0
-        notes: tuple[str, ...] = ()
-        if name == "weight_read" and not warm:
-            notes = ("read through mmap: pages faulted in on first touch",)
-        ceiling_name = ceiling = None
-        if name == "h2d_copy":
-            ceiling_name, ceiling = "pcie_h2d_pinned", 25.0
-        elif name == "weight_read":
-            ceiling_name, ceiling = ("disk_seq_read", 1.2) if not warm else ("page_cache_read", 6.0)
+        ceiling_name, ceiling = _ceiling(name, warm, gpu)
         out.append(
             StageRecord(
                 name=name,
@@ -202,7 +220,7 @@ def build_stages(
                 end_ns=end,
                 bytes=payload,
                 bytes_what=what,
-                disk_read_bytes=disk,
+                disk_read_bytes=(0 if warm else payload) if name == "weight_read" else None,
                 memory=StageMemory(
                     before=before,
                     after=after,
@@ -212,9 +230,11 @@ def build_stages(
                     torch_peak_allocated_bytes=after.torch_allocated_bytes,
                     torch_peak_reserved_bytes=after.torch_reserved_bytes,
                 ),
-                ceiling_name=ceiling_name if gpu or name == "weight_read" else None,
-                ceiling_gbps=ceiling if gpu or name == "weight_read" else None,
-                notes=notes,
+                ceiling_name=ceiling_name,
+                ceiling_gbps=ceiling,
+                notes=("read through mmap: pages faulted in on first touch",)
+                if name == "weight_read" and not warm
+                else (),
                 counters={"major_faults": 4100 if name == "weight_read" and not warm else 0},
             )
         )
@@ -244,10 +264,10 @@ def build_native(
         )
     return NativeView(
         stages=tuple(stages),
-        load_kwargs={"torch_dtype": "bfloat16"},
+        load_kwargs={"dtype": "bfloat16"},
         attribution={
-            "disk_read_bytes": 0 if warm else WEIGHT_BYTES,
-            "major_faults": 0 if warm else 4100,
+            "from_pretrained.disk_read_bytes": 0 if warm else WEIGHT_BYTES,
+            "from_pretrained.major_faults": 0 if warm else 4100,
         },
         unattributed=("0.21 s between the last weight read and the first forward",),
     )

@@ -77,3 +77,33 @@ def make_tiny_model(
         model.save_pretrained(folder, **kwargs)
     write_tokenizer(folder, vocab_size)
     return folder
+
+
+def write_stub_model(
+    folder: Path, dtype: str = "BF16", *, bin_twin: bool = False, both_formats: bool = False
+) -> Path:
+    """A model folder whose safetensors header is real and whose weights are 8 bytes.
+
+    Enough for what the parent process reads before any child runs (config,
+    checkpoint headers, the storage dtype, file residency), without torch.
+    ``bin_twin`` adds the ``<folder>-bin`` sibling a .bin variant loads;
+    ``both_formats`` puts a ``pytorch_model.bin`` beside the safetensors file.
+    """
+    import json
+    import struct
+
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "config.json").write_text(json.dumps({"model_type": "llama"}))
+    header = json.dumps(
+        {"w": {"dtype": dtype, "shape": [2, 2], "data_offsets": [0, 8]}, "__metadata__": {}}
+    ).encode()
+    with open(folder / "model.safetensors", "wb") as f:
+        f.write(struct.pack("<Q", len(header)) + header + bytes(8))
+    if both_formats:
+        (folder / "pytorch_model.bin").write_bytes(bytes(8))
+    if bin_twin:
+        twin = folder.parent / (folder.name + "-bin")
+        twin.mkdir(exist_ok=True)
+        (twin / "config.json").write_text(json.dumps({"model_type": "llama"}))
+        (twin / "pytorch_model.bin").write_bytes(bytes(8))
+    return folder

@@ -180,19 +180,19 @@ def res(total: int, resident: int) -> Residency:
 def test_verify_cold() -> None:
     ok, note = verify("cold", res(512 * MIB, round(0.37 * 512 * MIB)))
     assert not ok
-    assert note == "not cold: 37.0% of 512.0 MiB resident before the run"
+    assert note == "not cold: 37.0% of 537 MB resident before the run"
     ok, note = verify("cold", res(512 * MIB, int(0.02 * 512 * MIB)))
-    assert ok and note == "cold: 2.0% of 512.0 MiB resident before the run"
+    assert ok and note == "cold: 2.0% of 537 MB resident before the run"
     assert not verify("cold", res(1000, 21))[0]
 
 
 def test_verify_warm_and_edges() -> None:
     assert verify("warm", res(1000, 980)) == (
         True,
-        "warm: 98.0% of 1000 B resident before the run",
+        "warm: 98.0% of 1.00 kB resident before the run",
     )
     ok, note = verify("warm", res(2 * 1024 * MIB, 1024 * MIB))
-    assert not ok and note == "not warm: 50.0% of 2.0 GiB resident before the run"
+    assert not ok and note == "not warm: 50.0% of 2.15 GB resident before the run"
     # nothing to measure: both states hold, and the note says why
     assert verify("cold", Residency(())) == (True, "cold: no file bytes to measure")
     with pytest.raises(ValueError):

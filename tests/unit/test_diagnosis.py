@@ -7,7 +7,9 @@ from dataclasses import replace
 
 import pytest
 
-from profiler.analysis.diagnosis import StageSummary, diagnose, stage_line, summarize_stages
+from profiler.analysis.diagnosis import diagnose, stage_line
+from profiler.analysis.stats import summarize
+from profiler.analysis.summaries import StageSummary, summarize_runs
 from profiler.machine.bounds import attach_ceilings
 from profiler.records.ceilings import GBPS, MATMUL, TFLOPS, Ceiling, Ceilings, skipped
 from profiler.records.decode import DecodeCall, DecodeRecord
@@ -99,10 +101,10 @@ def test_dominant_pageable_h2d_names_stage_share_and_headroom() -> None:
     lines = diagnose(pageable_h2d_run(), ceilings())
     assert lines[0] == "load: 1.00 s over 4 stages"
     h2d = lines[1]
-    assert h2d.startswith("h2d_copy takes 62% of the load (0.62 s) at 6.6 GB/s")
+    assert h2d.startswith("h2d_copy takes 62% of the load (620 ms) at 6.60 GB/s")
     # 6.6 / 21 = 31% of pageable, 6.6 / 55 = 12% of pinned
-    assert "= 31% of pageable host-to-device (21 GB/s)" in h2d
-    assert "12% of pinned (55 GB/s)" in h2d
+    assert "= 31% of pageable host-to-device (21.0 GB/s)" in h2d
+    assert "12% of pinned (55.0 GB/s)" in h2d
     assert "pageable memory" in h2d and "pinned memory" in h2d
     # weight_read is 20% of the load: it gets its own line, model_init (10%) does not
     assert lines[2].startswith("weight_read (warm) takes 20% of the load")
@@ -113,8 +115,8 @@ def test_disk_bound_cold_read() -> None:
     r = run((stage("weight_read", 9.0, 9.0 * 1.6 * GB), stage("model_init", 1.0)), page="cold")
     line = diagnose(r, ceilings())[1]
     # 1.6 / 1.76 = 91%
-    assert line.startswith("weight_read (cold) takes 90% of the load (9.00 s) at 1.6 GB/s")
-    assert "= 91% of this disk (1.8 GB/s)" in line
+    assert line.startswith("weight_read (cold) takes 90% of the load (9.00 s) at 1.60 GB/s")
+    assert "= 91% of this disk (1.76 GB/s)" in line
     assert "disk-bound" in line
 
 
@@ -129,15 +131,15 @@ def test_slow_cold_read_is_not_called_disk_bound() -> None:
 def test_warm_read_at_single_thread_rate_points_at_threads() -> None:
     r = run((stage("weight_read", 1.0, 4.8 * GB),))
     line = diagnose(r, ceilings())[1]
-    assert "= 27% of the page-cache read (4 threads) (18 GB/s)" in line
-    assert "(18 GB/s), close to the single-thread page-cache rate (5.0 GB/s): reading" in line
+    assert "= 27% of the page-cache read (4 threads) (18.0 GB/s)" in line
+    assert "(18.0 GB/s), close to the single-thread page-cache rate (5.00 GB/s): reading" in line
 
 
 def test_warm_read_with_threads_is_not_told_to_use_threads() -> None:
     r = run((stage("weight_read", 1.0, 4.8 * GB, counters={"threads": 4}),))
     line = diagnose(r, ceilings())[1]
     assert (
-        "(18 GB/s), close to the single-thread page-cache rate (5.0 GB/s) though it read "
+        "(18.0 GB/s), close to the single-thread page-cache rate (5.00 GB/s) though it read "
         "with 4 threads: the page cache can deliver 3.8× this"
     ) in line
     assert "several threads" not in line and "3.8× this" in line
@@ -149,7 +151,7 @@ def test_nothing_claimed_without_a_ceiling() -> None:
     r = run((stage("weight_read", 3.0, 3 * GB), stage("h2d_copy", 1.0, GB)), page="cold")
     lines = diagnose(r, None)
     assert (
-        lines[1] == "weight_read (cold) takes 75% of the load (3.00 s) at 1.0 GB/s; "
+        lines[1] == "weight_read (cold) takes 75% of the load (3.00 s) at 1.00 GB/s; "
         "no ceiling measured for disk_read"
     )
     assert lines[2].endswith("no ceiling measured for h2d_pageable")
@@ -175,7 +177,7 @@ def test_stage_without_bytes_and_network_stage() -> None:
         "model_init takes 60% of the load (3.00 s): it moves no measured "
         "bytes, so no bandwidth ceiling applies"
     )
-    assert lines[2].startswith("hub_download takes 40% of the load (2.00 s) at 1.0 GB/s")
+    assert lines[2].startswith("hub_download takes 40% of the load (2.00 s) at 1.00 GB/s")
     assert lines[2].endswith("no ceiling measured for the network")
 
 
@@ -186,25 +188,25 @@ def test_above_the_ceiling_is_not_explained_away() -> None:
     assert "disk-bound" not in line
 
 
-def test_group_uses_medians() -> None:
+def test_group_shares_are_those_of_the_stage_table() -> None:
+    # Totals 2.0, 2.5 and 12.0 s: the median staged total is 2.5 s, the one the
+    # stage table's share column divides by, not the 3.0 s sum of stage medians.
     reps = [
         run((stage("weight_read", t, t * 1.0 * GB), stage("dtype_cast", c, 2 * GB)))
         for t, c in ((1.0, 1.0), (2.0, 0.5), (10.0, 2.0))
     ]
-    s = {x.name: x for x in summarize_stages(reps)}
-    assert s["weight_read"].duration_s == pytest.approx(2.0)
-    assert s["dtype_cast"].duration_s == pytest.approx(1.0)
-    assert s["dtype_cast"].gbps == pytest.approx(2.0)  # median of 2, 4, 1 GB/s
-    assert s["weight_read"].runs == 3
     lines = diagnose(reps, ceilings())
-    assert lines[0] == "load: 3.00 s over 2 stages, median of 3 runs"
-    assert lines[1].startswith("weight_read (warm) takes 67% of the load (2.00 s) at 1.0 GB/s")
-    assert lines[2].startswith("dtype_cast takes 33% of the load (1.00 s) at 2.0 GB/s")
+    assert lines[0] == "load: 2.50 s over 2 stages, median of 3 runs"
+    assert lines[1].startswith("weight_read (warm) takes 80% of the load (2.00 s) at 1.00 GB/s")
+    assert lines[2].startswith("dtype_cast takes 40% of the load (1.00 s) at 2.00 GB/s")
     # float32 → bfloat16 moves 1 + 2/4 = 1.5 bytes per source byte: 20 / 1.5 = 13.3 GB/s
     assert (
         "= 15% of what host memory bandwidth allows for this cast (13.3 GB/s of source: "
-        "20 GB/s read+written, 1.5 bytes moved per source byte)"
+        "20.0 GB/s read+written, 1.5 bytes moved per source byte)"
     ) in lines[2]
+    summary = summarize_runs(reps)[0]
+    shares = {s.name: s.share_of_total for s in summary.stages}
+    assert shares == {"weight_read": pytest.approx(0.8), "dtype_cast": pytest.approx(0.4)}
 
 
 def test_group_ignores_failed_runs_and_refuses_mixed_groups() -> None:
@@ -219,18 +221,29 @@ def test_group_ignores_failed_runs_and_refuses_mixed_groups() -> None:
 def test_attached_ceilings_serve_without_a_ceilings_object() -> None:
     r = attach_ceilings(pageable_h2d_run(), ceilings())
     line = diagnose(r, None)[1]
-    assert "= 31% of pageable host-to-device (21 GB/s)" in line
+    assert "= 31% of pageable host-to-device (21.0 GB/s)" in line
     # the pinned figure is not on the record, so it is not claimed
     assert "pinned (55" not in line
 
 
 def test_stage_line_uncontrolled_page_state() -> None:
-    s = StageSummary(name="weight_read", duration_s=1.0, bytes=GB, gbps=1.0, disk_read_bytes=GB)
-    line = stage_line(s, 0.5, page_state="uncontrolled", device="cpu", ceilings=ceilings())
-    assert line.startswith("weight_read (served from disk) takes 50% of the load")
+    s = StageSummary(
+        name="weight_read",
+        n=1,
+        time=summarize([1.0]),
+        share_of_total=0.5,
+        bytes=GB,
+        gbps=summarize([1.0]),
+        disk_read_bytes=GB,
+    )
+    line = stage_line(s, page_state="uncontrolled", device="cpu", ceilings=ceilings())
+    assert line.startswith("weight_read (served from disk) takes 50% of the load (1.00 s)")
     unknown = replace(s, disk_read_bytes=None)
-    line = stage_line(unknown, 0.5, page_state="uncontrolled", device="cpu", ceilings=ceilings())
+    line = stage_line(unknown, page_state="uncontrolled", device="cpu", ceilings=ceilings())
     assert "no ceiling applies to weight_read (the page-cache state is unknown)" in line
+    cached = replace(s, disk_read_bytes=0)
+    line = stage_line(cached, page_state="uncontrolled", device="cpu", ceilings=ceilings())
+    assert line.startswith("weight_read (served from the page cache) takes 50%")
 
 
 def decode_record(
@@ -261,7 +274,7 @@ def test_decode_bandwidth_and_prefill_mfu() -> None:
     dec = lines[0]
     assert dec.startswith("decode (batch 1): 18.5 ms per step (median over 2 warm calls), 54.0")
     assert "reads 15.20 GB per step" in dec and "821 GB/s" in dec
-    assert "= 821 GB/s: MBU 17.0% of device memory bandwidth (4828 GB/s, from the ceil" in dec
+    assert "= 821 GB/s: MBU 17.0% of device memory bandwidth (4,828 GB/s, from the ceil" in dec
     assert "KV-cache bytes not measured" in dec
     assert "memory bandwidth is not what limits a step" in dec
     # 2 × 7.6e9 × 128 / 0.025 s / 790e12 = 9.85% → "10%"
@@ -286,9 +299,8 @@ def test_decode_on_cpu_uses_host_memcpy_and_counts_kv_bytes() -> None:
     # weights 0.27 GB + KV 10_000 B × (128 + 11/2) × 1 = 1.335 MB; step 0.1 s
     rec = decode_record(1, 0.1, weight_bytes=270_000_000, ttft_s=0.3, kv=10_000)
     line = diagnose(run((), device="cpu", decode=(rec,)), ceilings(device="cpu"))[0]
-    per_step = 270_000_000 + 10_000 * (128 + 11 / 2)
-    pct = f"{per_step / 0.1 / 1e9 / 20.0:.1%}"
-    assert f"MBU {pct} of host memory bandwidth (20 GB/s" in line
+    # (270 MB + 1.335 MB) per 0.1 s step = 2.71 GB/s: 13.6% of 20 GB/s
+    assert "reads 271 MB per step = 2.71 GB/s: MBU 13.6% of host memory bandwidth (20.0 GB/s" in line
     assert "KV-cache bytes not measured" not in line
 
 
@@ -310,11 +322,11 @@ def test_read_copy_and_device_cast_lines() -> None:
     )
     lines = diagnose(r, ceilings(page_cache_read=80.0))
     # warm read at 80 GB/s is faster than pinned copies at 55: the copy bounds it
-    assert lines[1].startswith("read_copy (warm) takes 67% of the load (1.00 s) at 40 GB/s")
-    assert "= 73% of pinned host-to-device (55 GB/s)" in lines[1]
+    assert lines[1].startswith("read_copy (warm) takes 67% of the load (1.00 s) at 40.0 GB/s")
+    assert "= 73% of pinned host-to-device (55.0 GB/s)" in lines[1]
     assert "bound by pinned host-to-device, the slower of read and copy" in lines[1]
     # 1000 GB/s of source against 4300 / 1.5 = 2867 GB/s
-    assert "= 35% of what device memory bandwidth allows for this cast (2867 GB/s" in lines[2]
+    assert "= 35% of what device memory bandwidth allows for this cast (2,867 GB/s" in lines[2]
     assert "device memory allows 2.9× this" in lines[2]
     no_gpu = diagnose(r, ceilings(device="cpu"))
     assert no_gpu[2].endswith("no ceiling measured for device_memory")

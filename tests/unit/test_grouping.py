@@ -8,13 +8,14 @@ import pytest
 
 from profiler.analysis.cold_warm import cold_warm_pairs
 from profiler.analysis.grouping import cache_temperature, group_runs, varying_fields
+from profiler.analysis.stats import summarize
 from profiler.analysis.summaries import (
     native_gap,
     summarize_group,
     summarize_runs,
     summarize_stages,
 )
-from profiler.records.run import CacheState
+from profiler.records.run import CacheState, NativeView, RunRecord
 from profiler.records.stage import StageRecord
 from tests.support import fake_runs as fr
 
@@ -29,6 +30,11 @@ MAD_FACTOR = 0.02
 
 def _stage(name: str, seconds: float, status: str = "ok", **kw: object) -> StageRecord:
     return StageRecord(name=name, status=status, start_ns=0, end_ns=int(seconds * 1e9), **kw)
+
+
+def _runs(*per_run: list[StageRecord]) -> list[RunRecord]:
+    """One run per stage list (the rest of each record is the fixture's)."""
+    return [dataclasses.replace(fr.make_run(), stages=tuple(stages)) for stages in per_run]
 
 
 def test_groups_split_by_cache_and_keep_cold_first() -> None:
@@ -129,12 +135,12 @@ def test_skipped_stage_has_reason_and_no_time() -> None:
     assert cuda.n == 0
     assert cuda.share_of_total is None
     assert cuda.statuses == {"skipped": 3}
-    assert cuda.skipped_reason == "no CUDA device"
+    assert cuda.skipped_reason == "device is cpu"
 
 
 def test_summarize_stages_median_and_mad_by_hand() -> None:
-    per_run = [[_stage("a", s)] for s in (1.0, 2.0, 3.0, 10.0)]
-    (a,) = summarize_stages(per_run, total=None)
+    runs = _runs(*([_stage("a", s)] for s in (1.0, 2.0, 3.0, 10.0)))
+    (a,) = summarize_stages(runs, total=None)
     assert a.time is not None
     assert a.time.median == pytest.approx(2.5)
     assert a.time.spread == pytest.approx(1.0)  # |x - 2.5| = 1.5, .5, .5, 7.5 -> 1.0
@@ -144,12 +150,11 @@ def test_summarize_stages_median_and_mad_by_hand() -> None:
 
 def test_shares_use_medians_of_stage_and_total() -> None:
     # Stages that vary independently: shares are median/median and sum to ~1, not 1.
-    runs = [
+    runs = _runs(
         [_stage("a", 1.0), _stage("b", 3.0)],
         [_stage("a", 2.0), _stage("b", 2.0)],
         [_stage("a", 3.0), _stage("b", 2.5)],
-    ]
-    from profiler.analysis.stats import summarize
+    )
 
     total = summarize([4.0, 4.0, 5.5])
     a, b = summarize_stages(runs, total)
@@ -158,11 +163,11 @@ def test_shares_use_medians_of_stage_and_total() -> None:
 
 
 def test_partly_skipped_stage_counts_ok_repetitions_only() -> None:
-    runs = [
+    runs = _runs(
         [_stage("a", 1.0)],
         [_stage("a", 3.0)],
         [_stage("a", 0.0, "skipped", notes=("not needed",))],
-    ]
+    )
     (a,) = summarize_stages(runs, None)
     assert a.n == 2
     assert a.time is not None and a.time.median == pytest.approx(2.0)
@@ -210,8 +215,8 @@ def test_native_total_and_gap_against_the_load_total() -> None:
     assert gap is not None
     assert gap[0] == pytest.approx(1.10 - COLD_LOAD)
     assert gap[1] == pytest.approx((1.10 - COLD_LOAD) / COLD_LOAD)
-    assert cold.native_attribution["disk_read_bytes"] == fr.WEIGHT_BYTES
-    assert warm.native_attribution["major_faults"] == 0
+    assert cold.native_attribution["from_pretrained.disk_read_bytes"] == fr.WEIGHT_BYTES
+    assert warm.native_attribution["from_pretrained.major_faults"] == 0
     assert cold.unattributed == ("0.21 s between the last weight read and the first forward",)
 
 
@@ -288,3 +293,11 @@ def test_empty_decode_and_native_are_none() -> None:
     assert s.decode == ()
     assert s.native_total is None
     assert native_gap(s) is None
+
+
+def test_native_stages_keep_the_order_they_ran_in() -> None:
+    calls = ("tokenizer", "from_pretrained", "to_device", "eval")
+    native = NativeView(stages=tuple(_stage(n, 0.1) for n in calls))
+    run = dataclasses.replace(fr.make_run(), native=native)
+    (s,) = summarize_runs([run])
+    assert [st.name for st in s.native_stages] == list(calls)

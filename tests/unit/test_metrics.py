@@ -22,7 +22,6 @@ from profiler.records.fields import SCHEMA_VERSION
 from profiler.records.io import save_runs
 from profiler.records.run import CacheState, Environment, ModelInfo, NativeView, RunRecord
 from profiler.records.stage import MemorySnapshot, StageMemory, StageRecord
-from profiler.render.format import format_quantity
 
 MIB = 1024 * 1024
 PREFIX = "smollm2-135m/cpu/bfloat16/cold"
@@ -232,16 +231,6 @@ def test_extra_info_malformed(entry: dict) -> None:
 def test_extra_info_newer_version_refused() -> None:
     with pytest.raises(UserError, match="version 2"):
         metrics_from_extra_info({"llmprof_metrics": {"version": 2, "metrics": {}}})
-
-
-def test_format_quantity() -> None:
-    assert format_quantity(0.0123, "s") == "12.3 ms"
-    assert format_quantity(2.5, "s") == "2.50 s"
-    assert format_quantity(4.2e-6, "s") == "4.20 µs"
-    assert format_quantity(8 * MIB, "bytes") == "8.00 MiB"
-    assert format_quantity(3 * 1024 * MIB, "bytes") == "3.00 GiB"
-    assert format_quantity(512, "bytes") == "512 B"
-    assert format_quantity(0.5, "tokens/s") == "0.50 tok/s"
 
 
 # ----------------------------------------------------------------- load_metrics

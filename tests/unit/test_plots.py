@@ -84,8 +84,10 @@ def test_latency_series_positions_and_percentiles(mixed: list) -> None:
     assert s1.batch_size == 1 and s4.batch_size == 4
     assert s1.positions == tuple(range(2, 9))  # 8 new tokens: intervals end at tokens 2..8
     assert len(s1.first_s) == len(s1.warm_s) == 7
-    assert s1.p50_s == pytest.approx(mixed[1].decode[0].figures.interval.median)
-    assert s1.p99_s == pytest.approx(mixed[1].decode[0].figures.interval.p99)
+    # Warm intervals at batch 1: 20 ms × (1.00, 1.02, 0.99), one step in seven 1.6× longer.
+    assert s1.p50_s == pytest.approx(0.020)
+    assert s1.p99_s == pytest.approx(0.032 * 1.02)
+    assert s1.ttft_warm_s == pytest.approx(0.030)
     assert s1.ttft_first_s == pytest.approx(0.120)
 
 
@@ -109,10 +111,15 @@ def test_throughput_one_series_per_subject(mixed: list) -> None:
         "SmolLM2-135M-Instruct · cpu · AMD EPYC 7B13 (2 cores)",
         "SmolLM2-135M-Instruct · cuda:0 · NVIDIA H100 80GB HBM3",
     ]
-    cpu_warm = mixed[1]
     assert series[0].batch_sizes == (1, 4)
+    # A warm call's mean step is (6 × 1 + 1.6) / 7 of the per-token time: 20 ms at
+    # batch 1, 26 ms at batch 4 (four sequences per step).
+    step = 7.6 / 7
     assert series[0].tokens_per_s == pytest.approx(
-        tuple(d.figures.tokens_per_s_batch for d in cpu_warm.decode)
+        (1 / (0.020 * step), 4 / (0.026 * step)), rel=1e-6
+    )
+    assert series[0].tokens_per_s_seq == pytest.approx(
+        (1 / (0.020 * step), 1 / (0.026 * step)), rel=1e-6
     )
 
 
