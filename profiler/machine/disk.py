@@ -21,10 +21,16 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from profiler.caches.page import WARM_MIN_FRACTION, evict_fd, resident_in_fd
+from profiler.caches.page import WARM_MIN_FRACTION, evict_fd
 from profiler.errors import UserError
 from profiler.load.read import chunk_plan, read_chunks, read_scratch
-from profiler.machine.patterns import ReadSpec, aligned_buffers, best_of, measure_read
+from profiler.machine.patterns import (
+    ReadSpec,
+    aligned_buffers,
+    best_of,
+    measure_read,
+    resident_fraction,
+)
 from profiler.machine.plan import BLOCK_BYTES, MIB, READ_THREADS, ProbePlan
 from profiler.machine.scratch import check_free, scratch_file
 from profiler.records.ceilings import GBPS, Ceiling
@@ -64,7 +70,7 @@ def scratch_dir(folder: Path, size: int) -> Path:
     )
 
 
-def _write_scratch(path: Path, size: int) -> None:
+def write_scratch(path: Path, size: int) -> None:
     """Write ``size`` bytes in which every block differs (no dedup or compression in
     the storage stack can shortcut the read), then flush them to the device."""
     import numpy as np
@@ -101,15 +107,6 @@ def read_seconds(
     return (time.perf_counter_ns() - t0) / 1e9
 
 
-def resident_fraction(fd: int, size: int) -> float | None:
-    """Fraction of the first ``size`` bytes of ``fd`` in the page cache, or None where
-    the kernel cannot tell (the probe then reports without it)."""
-    try:
-        return resident_in_fd(fd, size) / size if size > 0 else None
-    except OSError:
-        return None
-
-
 def host_cache_note(disk: Ceiling, page_1t: Ceiling, vm: bool) -> str | None:
     """A note when reads of an evicted, ``mincore``-cold file run as fast as one
     thread reading the page cache: something below the guest (the hypervisor's host
@@ -139,7 +136,7 @@ def probe_files(
     scratch = scratch_dir(folder, size)
     with scratch_file(scratch, size) as path:
         say(f"writing a {size / MIB:.0f} MiB scratch file in {scratch}")
-        _write_scratch(path, size)
+        write_scratch(path, size)
         fd_buf = os.open(path, os.O_RDONLY)
         fd_direct = -1
         direct_error: str | None = None

@@ -20,8 +20,9 @@ from profiler.analysis.rates import gbps_of
 from profiler.analysis.stats import median
 from profiler.caches.page import COLD_MAX_FRACTION, evict_fd, resident_in_fd
 from profiler.load.read import read_scratch
-from profiler.machine.plan import MIB
 from profiler.records.ceilings import Ceiling, Pattern
+
+MIB = 1 << 20
 
 EVICTION_FAILED = "eviction failed"
 
@@ -141,6 +142,15 @@ def pattern_from_trials(
     )
 
 
+def resident_fraction(fd: int, size: int) -> float | None:
+    """Fraction of the first ``size`` bytes of ``fd`` in the page cache, or None where
+    the kernel cannot tell (the probe then reports without it)."""
+    try:
+        return resident_in_fd(fd, size) / size if size > 0 else None
+    except OSError:
+        return None
+
+
 def aligned_buffers(count: int, nbytes: int) -> list[mmap.mmap]:
     """Page-aligned buffers (anonymous mmaps), as O_DIRECT needs."""
     return [mmap.mmap(-1, nbytes) for _ in range(count)]
@@ -180,7 +190,7 @@ def measure_read(
     for _ in range(trials):
         if cold:
             evict_fd(fd_buf)
-            worst = max(worst, resident_in_fd(fd_buf, size) / size)
+            worst = max(worst, resident_fraction(fd_buf, size) or 0.0)
         rates.append(timed_read(fd, size, bufs))
     notes = []
     if cold and worst > COLD_MAX_FRACTION:

@@ -9,17 +9,14 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
 
 from profiler.analysis.stats import median
 from profiler.errors import UserError
+from profiler.machine.patterns import DISK_SPECS, PAGE_SPECS, ReadSpec
 from profiler.records.ceilings import (
     Ceiling,
 )
 from profiler.run.device_kind import is_gpu
-
-if TYPE_CHECKING:
-    from profiler.machine.patterns import ReadSpec
 
 MIB = 1 << 20
 
@@ -64,8 +61,8 @@ class ProbePlan:
     disk_trials: int
     trials: int
     notes: list[str] = field(default_factory=list)
-    disk_specs: tuple[ReadSpec, ...] = ()  # read patterns of the disk ceiling
-    page_specs: tuple[ReadSpec, ...] = ()  # read patterns of the page-cache ceiling
+    disk_specs: tuple[ReadSpec, ...] = DISK_SPECS  # read patterns of the disk ceiling
+    page_specs: tuple[ReadSpec, ...] = PAGE_SPECS  # read patterns of the page-cache ceiling
 
 
 def probe_plan(

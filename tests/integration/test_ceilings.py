@@ -87,7 +87,8 @@ def test_buffered_fallback_without_o_direct(
     )
     assert disk.value is not None and disk.value > 0
     assert any(n.startswith("O_DIRECT unavailable") for n in disk.notes)
-    assert disk.method.startswith("buffered read")
+    assert disk.winner.startswith("buffered") and disk.patterns
+    assert all(p.mode == "buffered" for p in disk.patterns)
     assert one.value is not None and one.value > 0 and four.value is not None
     assert list(tmp_path.iterdir()) == []
 
@@ -190,12 +191,13 @@ def test_probes_judge_residency_with_the_shared_cold_and_warm_thresholds(
     """A residency just past the cold (or short of the warm) threshold of
     profiler.caches.page is called out by the probes, as it is for a run."""
     from profiler.caches.page import COLD_MAX_FRACTION, WARM_MIN_FRACTION
-    from profiler.machine import disk
+    from profiler.machine import disk, patterns
 
     monkeypatch.delattr(os, "O_DIRECT", raising=False)
     plan = ProbePlan(32 << 20, 32 << 20, 32 << 20, 0, 64, 1, 1)
     fraction = [0.0]
     monkeypatch.setattr(disk, "resident_fraction", lambda _fd, _size: fraction[0])
+    monkeypatch.setattr(patterns, "resident_fraction", lambda _fd, _size: fraction[0])
     fraction[0] = COLD_MAX_FRACTION + 0.01
     probed, _one, _four = probe_files(tmp_path, plan, None, lambda _m: None)
     assert any(n.startswith("eviction failed") for n in probed.notes)
