@@ -94,10 +94,13 @@ def load_fast(
     threads: int | None = None,
     chunk_bytes: int | None = None,
     slots: int | None = None,
+    tokenizer: bool = True,
 ) -> Loaded:
     """Load the model in ``folder`` through the fast path, recording into ``rec``.
 
-    ``threads``, ``chunk_bytes`` and ``slots`` override :func:`copy_plan` (sweeps)."""
+    ``threads``, ``chunk_bytes`` and ``slots`` override :func:`copy_plan` (sweeps);
+    ``tokenizer=False`` skips the tokenizer (:mod:`profiler.fastload` returns the
+    model only)."""
     import torch
 
     from profiler.caches.page import residency
@@ -113,7 +116,9 @@ def load_fast(
     plan = copy_plan(resident, os.cpu_count() or 1, threads, chunk_bytes, slots)
     job = start_copy(ckpt.files, options.device, plan, rec.clock)  # reads start now
     try:
-        tokenizer = tokenizer_stage(folder, options, rec)
+        tok = tokenizer_stage(folder, options, rec) if tokenizer else None
+        if not tokenizer:
+            rec.skip("tokenizer", "not asked for")
         config, gen_config = config_stage(folder, options, rec)
         stored = dominant_dtype(headers)
         dtype_name = resolve_dtype(options.dtype, config, stored)
@@ -133,7 +138,7 @@ def load_fast(
     del result
     return Loaded(
         model=model,
-        tokenizer=tokenizer,
+        tokenizer=tok,
         config=config,
         dtype_resolved=dtype_name,
         weight_format="safetensors",
