@@ -131,6 +131,11 @@ def test_command_measures_then_serves_from_cache(
     assert header == ["name", "value", "unit", "trials", "method", "notes"]
     for name in ITEM_ORDER:
         assert name in p.stdout
+    # every pattern tried, the winner marked
+    tried = p.stdout.split("patterns tried")[1]
+    assert "O_DIRECT" in tried or "buffered" in tried
+    assert sum(ln.startswith("disk_read ") for ln in tried.splitlines()) >= 2
+    assert sum(ln.rstrip().endswith("best") for ln in tried.splitlines()) >= 3
     assert "cached in " + str(cache / "ceilings") in p.stdout
     saved = Ceilings.from_dict(json.loads(out_json.read_text()))
     assert saved.quick and saved.items["disk_read"].size_bytes == SIZE

@@ -85,6 +85,18 @@ def test_patterns_survive_json_and_version_1_files_still_read() -> None:
     assert old.items["disk_read"].patterns == () and old.items["disk_read"].value == 2.0
 
 
+def test_a_cached_version_1_file_is_measured_again(tmp_path: Path) -> None:
+    from profiler.machine.cache import read_cached
+
+    c = best_of("disk_read", GBPS, [pat("a", 1.0)])
+    cs = Ceilings(fingerprint={"cpu": "x"}, measured_at="now", items={"disk_read": c})
+    path = tmp_path / "c.json"
+    path.write_text(json.dumps(cs.to_dict()))
+    assert read_cached(path, {"cpu": "x"}) == cs
+    path.write_text(json.dumps({**cs.to_dict(), "schema_version": 1}))
+    assert read_cached(path, {"cpu": "x"}) is None  # one way only: no upper bound
+
+
 def _ceilings(disk: float, page: float) -> Ceilings:
     items = {
         "disk_read": best_of("disk_read", GBPS, [pat("direct 4t × 16 MiB", disk)]),
@@ -188,6 +200,18 @@ def test_host_cache_note_on_a_cached_virtual_disk() -> None:
     assert note is not None and "the host caches this virtual disk" in note and "88%" in note
     assert host_cache_note(replace(disk, value=1.3), page, vm=True) is None
     assert "below the page cache" in (host_cache_note(disk, page, vm=False) or "")
+
+
+def test_host_cache_note_compares_like_with_like() -> None:
+    # A busy box: one slow warm trial (median 1.17) must not make a 0.97 GB/s cold
+    # read look cached; the best warm trial (1.97) is the comparison.
+    one = pattern_from_trials("buffered 1t × 16 MiB", [0.97], mode="buffered", threads=1)
+    many = pattern_from_trials("buffered 4t × 64 MiB", [0.99], mode="buffered", threads=4)
+    disk = best_of("disk_read", GBPS, [one, many])
+    page = Ceiling("page_cache_read_1t", 1.17, GBPS, trials=(0.54, 1.28, 1.17, 0.92, 1.97))
+    assert host_cache_note(disk, page, vm=True) is None
+    cached = best_of("disk_read", GBPS, [replace(one, value=1.8), many])
+    assert "91%" in (host_cache_note(cached, page, vm=True) or "")
 
 
 def test_scratch_size_follows_the_model() -> None:
