@@ -35,16 +35,12 @@ from profiler.machine.scratch import (
     scratch_size,
 )
 from profiler.records.ceilings import GBPS, Ceiling, Ceilings, Pattern
-from profiler.records.run import RunRecord
 from profiler.render.ceilings import ceilings_report
+from tests.support.ceiling_runs import beating_run, ceilings_of, pat, stage_of
 from tests.support.fake_runs import make_run
 
 MIB = 1 << 20
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def pat(label: str, *trials: float, notes: tuple[str, ...] = ()) -> Pattern:
-    return pattern_from_trials(label, trials, mode="buffered", threads=4, notes=notes)
 
 
 def test_best_of_takes_the_highest_median_and_keeps_every_pattern() -> None:
@@ -97,40 +93,10 @@ def test_a_cached_version_1_file_is_measured_again(tmp_path: Path) -> None:
     assert read_cached(path, {"cpu": "x"}) is None  # one way only: no upper bound
 
 
-def _ceilings(disk: float, page: float) -> Ceilings:
-    items = {
-        "disk_read": best_of("disk_read", GBPS, [pat("direct 4t × 16 MiB", disk)]),
-        "page_cache_read": best_of("page_cache_read", GBPS, [pat("16t × 2 MiB", page)]),
-    }
-    return Ceilings(fingerprint={}, measured_at="now", items=items)
-
-
-def _beating_run(read_gbps: float) -> RunRecord:
-    """A cold CPU run whose weight_read ran at ``read_gbps`` with 16 threads × 16 MiB,
-    every byte from the disk."""
-    run = make_run(cache="cold")
-    stages = []
-    for st in run.stages:
-        if st.name == "weight_read":
-            assert st.bytes
-            st = replace(
-                st,
-                end_ns=st.start_ns + int(st.bytes / read_gbps),
-                disk_read_bytes=st.bytes,
-                counters={**st.counters, "threads": 16, "chunk_bytes": 16 * MIB},
-            )
-        stages.append(st)
-    return replace(run, stages=tuple(stages))
-
-
-def _stage(run: RunRecord, name: str):  # type: ignore[no-untyped-def]
-    return next(s for s in run.stages if s.name == name)
-
-
 def test_a_beaten_ceiling_is_reprobed_with_the_stages_pattern() -> None:
-    ceilings = _ceilings(disk=1.7, page=60.0)
-    run = attach_ceilings(_beating_run(2.0), ceilings)
-    assert _stage(run, "weight_read").ceiling_fraction == pytest.approx(2.0 / 1.7)
+    ceilings = ceilings_of(disk=1.7, page=60.0)
+    run = attach_ceilings(beating_run(2.0), ceilings)
+    assert stage_of(run, "weight_read").ceiling_fraction == pytest.approx(2.0 / 1.7)
     assert beaten([run]) == {"disk_read": [ReadSpec(False, 16, 16 * MIB)]}
     asked: list[tuple[str, ReadSpec]] = []
 
@@ -145,39 +111,39 @@ def test_a_beaten_ceiling_is_reprobed_with_the_stages_pattern() -> None:
     assert [p.origin for p in disk.patterns] == ["probe", "reprobe"]
     assert new.items["page_cache_read"] == ceilings.items["page_cache_read"]
     again = explain_over(attach_ceilings(run, new), new)
-    st = _stage(again, "weight_read")
+    st = stage_of(again, "weight_read")
     assert st.ceiling_fraction is not None and st.ceiling_fraction <= 1.0
     assert not any(OVER_NOTE in n for n in st.notes)
 
 
 def test_a_reprobe_that_measures_lower_keeps_the_higher_figure_and_notes_why() -> None:
-    ceilings = _ceilings(disk=1.7, page=60.0)
-    run = attach_ceilings(_beating_run(2.0), ceilings)
+    ceilings = ceilings_of(disk=1.7, page=60.0)
+    run = attach_ceilings(beating_run(2.0), ceilings)
     new, _ = reprobe_ceilings(
         [run], ceilings, lambda _n, s: pattern_from_trials(s.label, [1.2], mode="buffered")
     )
     assert new.items["disk_read"].value == 1.7
     out = explain_over(attach_ceilings(run, new), new)
-    notes = [n for n in _stage(out, "weight_read").notes if OVER_NOTE in n]
+    notes = [n for n in stage_of(out, "weight_read").notes if OVER_NOTE in n]
     assert len(notes) == 1 and "re-probing with its own pattern" in notes[0]
     assert notes[0].startswith("118% of disk_read")
 
 
 def test_over_100_percent_from_cached_bytes_says_so() -> None:
-    ceilings = _ceilings(disk=1.7, page=60.0)
-    run = _beating_run(2.0)
-    st = _stage(run, "weight_read")
+    ceilings = ceilings_of(disk=1.7, page=60.0)
+    run = beating_run(2.0)
+    st = stage_of(run, "weight_read")
     assert st.bytes
     half = replace(st, disk_read_bytes=st.bytes // 2)
     run = replace(run, stages=tuple(half if s.name == "weight_read" else s for s in run.stages))
     out = explain_over(attach_ceilings(run, ceilings), ceilings)
-    note = [n for n in _stage(out, "weight_read").notes if OVER_NOTE in n][0]
+    note = [n for n in stage_of(out, "weight_read").notes if OVER_NOTE in n][0]
     assert "only 50% of its bytes came from the disk" in note
 
 
 def test_nothing_beaten_nothing_reprobed() -> None:
-    ceilings = _ceilings(disk=5.0, page=60.0)
-    run = attach_ceilings(_beating_run(2.0), ceilings)
+    ceilings = ceilings_of(disk=5.0, page=60.0)
+    run = attach_ceilings(beating_run(2.0), ceilings)
 
     def measure(name: str, spec: ReadSpec) -> Pattern:
         raise AssertionError("no re-probe expected")
@@ -187,7 +153,7 @@ def test_nothing_beaten_nothing_reprobed() -> None:
 
 
 def test_stage_read_spec_defaults() -> None:
-    st = _stage(make_run(), "weight_read")
+    st = stage_of(make_run(), "weight_read")
     spec = stage_read_spec(replace(st, counters={"threads": 4, "files": 3}))
     assert spec == ReadSpec(False, 4, 64 * MIB, files=3)
     assert stage_read_spec(replace(st, counters={"threads": "x"})).threads == 1
