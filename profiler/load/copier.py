@@ -102,7 +102,7 @@ class _Pool:
 POOL = _Pool()
 
 
-def _cudart_worker(
+def cudart_worker(
     rt: CudaRuntime,
     device_index: int,
     base: int,
@@ -195,6 +195,8 @@ class CopyJob:
         gpu = is_gpu(self.device)
         dev = torch.device(self.device)
         if gpu:
+            if dev.index is None:  # plain "cuda": the current device, named
+                dev = torch.device("cuda", torch.cuda.current_device())
             torch.cuda.set_device(dev)
         dst = [torch.empty(s, dtype=torch.uint8, device=dev) for s in sizes]
         fds = [os.open(p, os.O_RDONLY) for p in self.paths]
@@ -224,12 +226,12 @@ class CopyJob:
         chunks: Sequence[Chunk],
         start: int,
     ) -> CopyResult:
-        index = dev.index if dev.index is not None else 0
+        index = int(dev.index)
         with POOL.lock:
             p0 = self.clock()
             reused = POOL.ensure(rt, self.plan.pool_bytes)
             p1 = self.clock()
-            work = _cudart_worker(rt, index, POOL.ptr, self.plan, fds, [t.data_ptr() for t in dst])
+            work = cudart_worker(rt, index, POOL.ptr, self.plan, fds, [t.data_ptr() for t in dst])
             run_shared(chunks, self.plan.threads, work)
         return CopyResult(dst, start, self.clock(), "cudart", p0, p1, reused)
 

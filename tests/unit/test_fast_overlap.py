@@ -104,3 +104,96 @@ def test_fastpath_figures_against_pinned_and_the_tutorial() -> None:
     assert warm.speedup == pytest.approx(4.0)
     assert cold.speedup is None and cold.read_copy_gbps == pytest.approx(15 / 8)
     assert fastpath_figures(runs, None)[0].pinned_fraction is None
+
+
+class FakeRuntime:
+    """The calls the copier makes, with copies done at once into host memory (the
+    "device" pointers are host addresses) and a log of what was called."""
+
+    def __init__(self) -> None:
+        import threading
+
+        self.calls: list[tuple[str, int]] = []
+        self.lock = threading.Lock()
+        self.pending: dict[int, list[tuple[int, int, int]]] = {}
+        self.next = 1
+
+    def _id(self) -> int:
+        with self.lock:
+            self.next += 1
+            return self.next
+
+    def set_device(self, index: int) -> None:
+        self.calls.append(("set_device", index))
+
+    def stream(self) -> int:
+        return self._id()
+
+    def event(self) -> int:
+        return self._id()
+
+    def copy_h2d_async(self, dst: int, src: int, nbytes: int, stream: int) -> None:
+        # Deferred until the stream or an event after it is synchronized: a slot
+        # overwritten before its copy ran would copy the wrong bytes.
+        self.pending.setdefault(stream, []).append((dst, src, nbytes))
+
+    def event_record(self, event: int, stream: int) -> None:
+        self.calls.append(("record", event))
+        self.pending.setdefault(-event, []).append((stream, 0, 0))
+
+    def _flush(self, stream: int) -> None:
+        import ctypes
+
+        for dst, src, n in self.pending.pop(stream, []):
+            ctypes.memmove(dst, src, n)
+
+    def event_sync(self, event: int) -> None:
+        for stream, _, _ in self.pending.pop(-event, []):
+            self._flush(stream)
+
+    def stream_sync(self, stream: int) -> None:
+        self._flush(stream)
+
+    def event_destroy(self, event: int) -> None:
+        pass
+
+    def stream_destroy(self, stream: int) -> None:
+        pass
+
+
+def test_cudart_worker_slots_never_overwrite_a_pending_copy(tmp_path: Path) -> None:
+    import ctypes
+    import os
+
+    import numpy as np
+
+    from profiler.load.copier import cudart_worker
+    from profiler.load.read import chunk_plan, run_shared
+
+    files = []
+    for i, size in enumerate((10_000, 7_777)):
+        p = tmp_path / f"f{i}.bin"
+        p.write_bytes(np.random.default_rng(i).integers(0, 256, size, dtype=np.uint8).tobytes())
+        files.append(p)
+    sizes = [p.stat().st_size for p in files]
+    plan = CopyPlan(threads=3, chunk_bytes=512, slots=2)
+    pool = (ctypes.c_char * plan.pool_bytes)()
+    dst = [np.zeros(s, dtype=np.uint8) for s in sizes]
+    fds = [os.open(p, os.O_RDONLY) for p in files]
+    rt = FakeRuntime()
+    try:
+        work = cudart_worker(
+            rt,  # type: ignore[arg-type]
+            0,
+            ctypes.addressof(pool),
+            plan,
+            fds,
+            [d.ctypes.data for d in dst],
+        )
+        run_shared(chunk_plan(sizes, plan.chunk_bytes), plan.threads, work)
+    finally:
+        for fd in fds:
+            os.close(fd)
+    for p, d in zip(files, dst, strict=True):
+        assert d.tobytes() == p.read_bytes()
+    assert ("set_device", 0) in rt.calls
