@@ -29,6 +29,7 @@ from profiler.machine.patterns import (
     aligned_buffers,
     best_of,
     measure_read,
+    pool_bytes,
     resident_fraction,
 )
 from profiler.machine.plan import BLOCK_BYTES, MIB, READ_THREADS, ProbePlan
@@ -201,9 +202,14 @@ def _probe_disk(
     if direct_error:
         notes.append(f"O_DIRECT unavailable ({direct_error}): buffered patterns only")
     patterns = []
+    # One pre-faulted pool for every pattern's buffers: no timed read first-touches
+    # its destination, and the faults are paid once.
+    pool = aligned_buffers(1, pool_bytes(specs, size))[0]
     for spec in specs:
         say(f"disk_read: {spec.label}, {plan.disk_trials} x {size / MIB:.0f} MiB cold")
-        patterns.append(measure_read(fd_buf, fd_direct, size, spec, plan.disk_trials, cold=True))
+        patterns.append(
+            measure_read(fd_buf, fd_direct, size, spec, plan.disk_trials, cold=True, pool=pool)
+        )
     if fs_type in ("tmpfs", "ramfs"):
         notes.append(f"{fs_type} keeps files in memory: this is no disk")
     method = (
@@ -217,13 +223,19 @@ def _probe_page_cache(fd_buf: int, plan: ProbePlan, say: Callable[[str], None]) 
     size = min(plan.page_bytes, plan.disk_bytes)
     notes = list(plan.notes)
     say(f"page_cache_read: {len(plan.page_specs) + 1} patterns x {size / MIB:.0f} MiB warm")
+    single = ReadSpec(False, 1, BLOCK_BYTES)
+    pool = aligned_buffers(1, pool_bytes([single, *plan.page_specs], size))[0]
     # Warm-up pass: brings the file into the page cache.
-    read_scratch(fd_buf, size, aligned_buffers(READ_THREADS, BLOCK_BYTES))
+    warmup = ReadSpec(False, READ_THREADS, BLOCK_BYTES)
+    measure_read(fd_buf, -1, size, warmup, 1, cold=False, pool=pool)
     frac = resident_fraction(fd_buf, size)
     if frac is not None and frac < WARM_MIN_FRACTION:
         notes.append(f"only {frac:.0%} of the file stayed in the page cache")
-    one = measure_read(fd_buf, -1, size, ReadSpec(False, 1, BLOCK_BYTES), plan.trials, cold=False)
-    many = [measure_read(fd_buf, -1, size, s, plan.trials, cold=False) for s in plan.page_specs]
+    one = measure_read(fd_buf, -1, size, single, plan.trials, cold=False, pool=pool)
+    many = [
+        measure_read(fd_buf, -1, size, s, plan.trials, cold=False, pool=pool)
+        for s in plan.page_specs
+    ]
     what = f"buffered pread of a resident {size / MIB:.0f} MiB file; median of {plan.trials}"
     return [
         best_of(

@@ -15,6 +15,7 @@ import mmap
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from profiler.analysis.rates import gbps_of
 from profiler.analysis.stats import median
@@ -152,11 +153,22 @@ def resident_fraction(fd: int, size: int) -> float | None:
 
 
 def aligned_buffers(count: int, nbytes: int) -> list[mmap.mmap]:
-    """Page-aligned buffers (anonymous mmaps), as O_DIRECT needs."""
-    return [mmap.mmap(-1, nbytes) for _ in range(count)]
+    """Page-aligned buffers (anonymous mmaps), as O_DIRECT needs, faulted in now so
+    that no timed read pays for first-touching its destination."""
+    import numpy as np
+
+    bufs = [mmap.mmap(-1, nbytes) for _ in range(count)]
+    for b in bufs:
+        np.frombuffer(b, dtype=np.uint8)[:: mmap.PAGESIZE] = 1
+    return bufs
 
 
-def timed_read(fd: int, size: int, buffers: Sequence[mmap.mmap]) -> float:
+def pool_bytes(specs: Sequence[ReadSpec], size: int) -> int:
+    """Bytes of one buffer pool from which every spec's threads get their requests."""
+    return max((s.threads * min(s.request_bytes, size) for s in specs), default=0)
+
+
+def timed_read(fd: int, size: int, buffers: Sequence[Any]) -> float:
     """GB/s of reading ``[0, size)`` of ``fd``, one thread per buffer, requests the
     buffers' size."""
     t0 = time.perf_counter_ns()
@@ -173,10 +185,13 @@ def measure_read(
     *,
     cold: bool,
     origin: str = "probe",
+    pool: mmap.mmap | None = None,
 ) -> Pattern:
     """Time ``trials`` reads of ``[0, size)`` with ``spec``. ``cold``: the file is
     evicted before each and ``mincore`` must find it gone, else the pattern is noted
-    as a memory read. ``fd_direct`` < 0 skips O_DIRECT specs (no pattern value)."""
+    as a memory read. ``fd_direct`` < 0 skips O_DIRECT specs (no pattern value).
+    ``pool``: pre-faulted memory to carve the threads' buffers from (see
+    :func:`pool_bytes`); without it they are allocated here."""
     fd = fd_direct if spec.direct else fd_buf
     if fd < 0:
         return pattern_from_trials(
@@ -184,7 +199,13 @@ def measure_read(
             request_bytes=spec.request_bytes, origin=origin, notes=("O_DIRECT unavailable",),
         )  # fmt: skip
     request = min(spec.request_bytes, size)
-    bufs = aligned_buffers(spec.threads, request)
+    bufs: Sequence[Any]
+    if pool is not None and len(pool) >= spec.threads * request:
+        # Offsets are whole requests (>= 1 MiB): page-aligned, as O_DIRECT needs.
+        whole = memoryview(pool)
+        bufs = [whole[i * request : (i + 1) * request] for i in range(spec.threads)]
+    else:
+        bufs = aligned_buffers(spec.threads, request)
     rates: list[float] = []
     worst = 0.0
     for _ in range(trials):
