@@ -75,6 +75,8 @@ def from_pretrained(
     from profiler.run.devices import parse_device
 
     folder = Path(path).expanduser()
+    if "torch_dtype" in kwargs:  # transformers 4's name for it, still common in services
+        dtype = kwargs.pop("torch_dtype")
     check_supported(folder, str(device), kwargs)
     options = LoadOptions(dtype=_dtype_name(dtype), device=parse_device(str(device)))
     return load_fast(folder, options, NullRecorder(), tokenizer=False).model

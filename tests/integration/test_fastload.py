@@ -74,6 +74,12 @@ def test_fastload_equals_transformers_on_gpu(tmp_path: Path, case: str) -> None:
     assert_same_model(again, fast)
 
 
+def test_torch_dtype_is_the_same_as_dtype(tmp_path: Path) -> None:
+    folder = make_tiny_model(tmp_path / "m", arch="llama", dtype="bfloat16")
+    model = from_pretrained(folder, torch_dtype=torch.float16)
+    assert {p.dtype for p in model.parameters()} == {torch.float16}
+
+
 def test_same_logits(tmp_path: Path) -> None:
     folder = make_tiny_model(tmp_path / "m", arch="llama", dtype="float32")
     ids = torch.tensor([[2, 5, 9, 11]])
