@@ -5,6 +5,9 @@ For a service whose profile shows a slow load: the same model transformers build
 into a reused pinned pool and copied to the GPU while the model is built on the meta
 device (:mod:`profiler.load.fast`). Measured speed-ups are in the README.
 
+On a CPU device it is no lever: transformers maps the file and reads pages at first
+use, this reads every byte up front (README, "The fast loader in your own code").
+
 What it does not do (quantized checkpoints, ``.bin`` weights, offloading or
 ``device_map``) raises :class:`Unsupported` with one line pointing to transformers'
 ``from_pretrained``, which does.
