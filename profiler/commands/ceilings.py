@@ -10,7 +10,7 @@ from pathlib import Path
 from profiler.errors import UserError
 from profiler.machine.cache import lookup
 from profiler.machine.fingerprint import default_folder
-from profiler.render.ceilings import ceilings_table
+from profiler.render.ceilings import ceilings_report
 from profiler.render.format import human_seconds
 from profiler.sources.sizes import parse_size
 
@@ -71,7 +71,7 @@ def run(args: argparse.Namespace) -> int:
         progress=progress,
     )
     c = found.ceilings
-    print(ceilings_table(c))
+    print(ceilings_report(c))
     print()
     mode = "quick" if c.quick else "full"
     took = f", took {human_seconds(c.elapsed_s)}" if c.elapsed_s is not None else ""

@@ -210,7 +210,7 @@ def read_to_device(
     fds = [os.open(p, os.O_RDONLY) for p in paths]
     try:
         if is_gpu(device):
-            run_shared(chunks, threads, _pinned_copier(fds, dst, device, chunk_bytes))
+            run_shared(chunks, threads, pinned_copier(fds, dst, device, chunk_bytes))
         else:
             read_chunks(fds, [byte_view(t) for t in dst], chunks, threads)
     except EOFError as e:
@@ -223,7 +223,7 @@ def read_to_device(
     return dst
 
 
-def _pinned_copier(
+def pinned_copier(
     fds: Sequence[int], dst: Sequence[torch.Tensor], device: str, chunk_bytes: int
 ) -> Callable[[int, Iterator[Chunk]], None]:
     """The CUDA worker of :func:`read_to_device`: pread into pinned double buffers,

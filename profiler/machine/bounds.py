@@ -16,7 +16,6 @@ from dataclasses import replace
 
 from profiler.analysis.decode_metrics import ceilings_source
 from profiler.analysis.rates import dtype_size
-from profiler.machine.plan import READ_THREADS
 from profiler.records.ceilings import MATMUL, Ceiling, Ceilings
 from profiler.records.run import RunRecord
 from profiler.records.stage import StageRecord
@@ -26,7 +25,7 @@ from profiler.run.device_kind import is_gpu
 DESCRIPTIONS: dict[str, str] = {
     "disk_read": "this disk",
     "page_cache_read_1t": "the single-thread page-cache read",
-    "page_cache_read": f"the page-cache read ({READ_THREADS} threads)",
+    "page_cache_read": "the best page-cache read",
     "host_memcpy": "host memory bandwidth",
     "h2d_pageable": "pageable host-to-device",
     "h2d_pinned": "pinned host-to-device",

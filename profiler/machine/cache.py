@@ -20,7 +20,7 @@ from profiler.errors import UserError
 from profiler.machine.fingerprint import default_folder, fingerprint_hash, machine_fingerprint
 from profiler.machine.plan import round_size
 from profiler.machine.probe import measure_ceilings
-from profiler.records.ceilings import Ceilings
+from profiler.records.ceilings import CEILINGS_SCHEMA_VERSION, Ceilings
 from profiler.records.io import write_atomic
 from profiler.run.devices import parse_device
 
@@ -39,6 +39,8 @@ def read_cached(path: Path, fingerprint: Mapping[str, Any]) -> Ceilings | None:
         c = Ceilings.from_dict(data)
     except (OSError, ValueError, KeyError, TypeError, UserError):
         return None  # missing, torn or foreign: measure again rather than fail
+    if c.schema_version < CEILINGS_SCHEMA_VERSION:
+        return None  # measured one way only (before best-of patterns): no upper bound
     return c if c.fingerprint == dict(fingerprint) else None
 
 

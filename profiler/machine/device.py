@@ -1,19 +1,18 @@
 """The device ceilings: host↔device copies, device memory and the matmul rate.
 
 Copies and matmuls on a GPU are timed with CUDA events around the work on the
-current stream (:func:`cuda_time`), after an untimed warm-up. The pageable
-host-to-device ceiling is the better of one large copy and the same bytes in
-pieces (:func:`better_pageable`), so that no loader's tensor-by-tensor copies can
-beat it. Torch is imported inside the probes only.
+current stream (:func:`cuda_time`), after an untimed warm-up. The host↔device
+ceilings are the best of several ways to copy (:mod:`profiler.machine.h2d`), so that
+no loader's tensor-by-tensor or multi-threaded copies can beat them.
+Torch is imported inside the probes only.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
-from typing import Any
 
-from profiler.analysis.rates import gbps_of, matmul_tflops_of
+from profiler.analysis.rates import matmul_tflops_of
 from profiler.analysis.stats import median
 from profiler.machine.plan import BLOCK_BYTES, MIB, ProbePlan, ceiling_from_trials
 from profiler.records.ceilings import GBPS, MATMUL, TFLOPS, Ceiling
@@ -32,59 +31,6 @@ def cuda_time(fn: Callable[[], None], repeat: int = 1) -> float:
     stop.record()
     stop.synchronize()
     return start.elapsed_time(stop) / 1e3 / repeat
-
-
-def _probe_host_device(dev: Any, n: int, trials: int, notes: Sequence[str]) -> list[Ceiling]:
-    """h2d_pageable, h2d_pinned, d2h_pinned: copies of ``n`` bytes timed with events.
-    Its buffers are freed when it returns, before the device-memory probe."""
-    import torch
-
-    gpu = torch.empty(n, dtype=torch.uint8, device=dev)
-    pageable = torch.empty(n, dtype=torch.uint8)
-    pageable.fill_(1)  # touch every page: untouched pages all map the zero page
-    pinned = torch.empty(n, dtype=torch.uint8, pin_memory=True)
-    pinned.fill_(1)
-
-    def h2d_pageable() -> None:
-        gpu.copy_(pageable)
-
-    def h2d_pinned() -> None:
-        gpu.copy_(pinned, non_blocking=True)
-
-    def d2h_pinned() -> None:
-        pinned.copy_(gpu, non_blocking=True)
-
-    cases = (
-        (h2d_pageable, "pageable host tensor → device"),
-        (h2d_pinned, "pinned host tensor → device, non_blocking"),
-        (d2h_pinned, "device → pinned host tensor, non_blocking"),
-    )
-    piece = 16 * MIB
-
-    def h2d_pageable_pieces() -> None:
-        # Loaders copy tensor by tensor; the driver stages pageable copies through
-        # its own pinned buffers and small copies can pipeline better than one big
-        # one (seen on an H100: 7.2 GB/s whole, more in pieces). The ceiling is
-        # the better of the two ways, so no loader can beat it.
-        for off in range(0, n, piece):
-            gpu[off : off + piece].copy_(pageable[off : off + piece])
-
-    out = []
-    for fn, what in cases:
-        fn()  # warm-up
-        torch.cuda.synchronize(dev)
-        rates = [gbps_of(n, cuda_time(fn)) for _ in range(trials)]
-        method = (
-            f"torch copy_ of {n / MIB:.0f} MiB, {what}, timed with CUDA events; "
-            f"median of {trials} after a warm-up"
-        )
-        if fn is h2d_pageable:
-            h2d_pageable_pieces()
-            torch.cuda.synchronize(dev)
-            pieces = [gbps_of(n, cuda_time(h2d_pageable_pieces)) for _ in range(trials)]
-            rates, method = better_pageable(n, piece, what, rates, pieces)
-        out.append(ceiling_from_trials(fn.__name__, GBPS, rates, method, notes, n))
-    return out
 
 
 def better_pageable(
@@ -126,7 +72,9 @@ def probe_gpu(device: str, plan: ProbePlan, say: Callable[[str], None]) -> list[
         notes.append(f"sizes cut to {n // MIB} MiB by free GPU memory")
     out: list[Ceiling] = []
     say(f"h2d/d2h: {plan.trials} x {n / MIB:.0f} MiB")
-    out.extend(_probe_host_device(dev, n, plan.trials, notes))
+    from profiler.machine.h2d import probe_host_device
+
+    out.extend(probe_host_device(dev, n, plan.trials, notes))
     torch.cuda.empty_cache()
 
     say(f"device_memory: {plan.trials} x {n / MIB:.0f} MiB")

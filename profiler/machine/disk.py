@@ -1,10 +1,12 @@
 """The file ceilings: disk_read, page_cache_read_1t and page_cache_read.
 
 All three read one scratch file, written here with incompressible blocks on the
-filesystem of the model folder, and unlinked at once so that a crash leaves nothing.
-The disk read uses ``O_DIRECT`` where the filesystem allows it (the page cache and,
-on a virtual machine, much of the host's caching are bypassed); elsewhere buffered
-reads after eviction, with the measured residency saying whether eviction worked.
+filesystem of the model folder, sized from the model and removed on every exit path
+(:mod:`profiler.machine.scratch`). Each ceiling is the best of several read patterns
+(:mod:`profiler.machine.patterns`): ``O_DIRECT`` and buffered, several thread counts
+and request sizes, every disk trial on a file evicted and checked cold with
+``mincore``. Where reads of a cold file run as fast as the page cache, something
+below the guest caches the disk, and the ceiling says so.
 Reads go through :mod:`profiler.load.read`, the reader the loads use, and page-cache
 state is measured and judged with :mod:`profiler.caches.page`.
 """
@@ -12,25 +14,26 @@ state is measured and judged with :mod:`profiler.caches.page`.
 from __future__ import annotations
 
 import errno
-import mmap
 import os
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from profiler.analysis.rates import gbps_of
-from profiler.caches.page import COLD_MAX_FRACTION, WARM_MIN_FRACTION, evict_fd, resident_in_fd
+from profiler.caches.page import WARM_MIN_FRACTION, evict_fd
 from profiler.errors import UserError
 from profiler.load.read import chunk_plan, read_chunks, read_scratch
-from profiler.machine.plan import (
-    BLOCK_BYTES,
-    GIB,
-    MIB,
-    READ_THREADS,
-    ProbePlan,
-    ceiling_from_trials,
+from profiler.machine.patterns import (
+    ReadSpec,
+    aligned_buffers,
+    best_of,
+    measure_read,
+    pool_bytes,
+    resident_fraction,
 )
+from profiler.machine.plan import BLOCK_BYTES, MIB, READ_THREADS, ProbePlan
+from profiler.machine.scratch import check_free, scratch_file
 from profiler.records.ceilings import GBPS, Ceiling
 
 
@@ -60,12 +63,7 @@ def scratch_dir(folder: Path, size: int) -> Path:
         except OSError:
             break
         if os.access(cand, os.W_OK | os.X_OK):
-            free = shutil.disk_usage(cand).free
-            if free < size + 256 * MIB:
-                raise UserError(
-                    f"{cand}: {free / GIB:.1f} GiB free, the disk probe needs "
-                    f"{size / GIB:.1f} GiB + 0.25 GiB: free space or pass a smaller --size"
-                )
+            check_free(cand, size, shutil.disk_usage(cand).free)
             return cand
     raise UserError(
         f"no writable folder on the filesystem of {folder} for the disk probe's scratch "
@@ -73,7 +71,7 @@ def scratch_dir(folder: Path, size: int) -> Path:
     )
 
 
-def _write_scratch(path: Path, size: int) -> None:
+def write_scratch(path: Path, size: int) -> None:
     """Write ``size`` bytes in which every block differs (no dedup or compression in
     the storage stack can shortcut the read), then flush them to the device."""
     import numpy as np
@@ -110,34 +108,46 @@ def read_seconds(
     return (time.perf_counter_ns() - t0) / 1e9
 
 
-def resident_fraction(fd: int, size: int) -> float | None:
-    """Fraction of the first ``size`` bytes of ``fd`` in the page cache, or None where
-    the kernel cannot tell (the probe then reports without it)."""
-    try:
-        return resident_in_fd(fd, size) / size if size > 0 else None
-    except OSError:
+def host_cache_note(disk: Ceiling, page_1t: Ceiling, vm: bool) -> str | None:
+    """A note when reads of an evicted, ``mincore``-cold file run as fast as the same
+    reads from the page cache: something below the guest (the hypervisor's host page
+    cache on a virtual machine, a storage cache elsewhere) serves them, and the disk
+    ceiling is what this guest gets, not what the physical disk does.
+
+    Like with like: the cold buffered 1-thread pattern (the disk ceiling's value when
+    it has none) against the best warm 1-thread trial, so that a busy machine that
+    slowed one warm trial does not pass for a cached disk."""
+    cold = next(
+        (p.value for p in disk.patterns if p.mode == "buffered" and p.threads == 1), disk.value
+    )
+    warm = max(page_1t.trials) if page_1t.trials else page_1t.value
+    if cold is None or warm is None or warm <= 0:
         return None
+    if cold < HOST_CACHE_MIN_RATIO * warm:
+        return None
+    where = "the host caches this virtual disk" if vm else "a cache below the page cache"
+    return (
+        f"cold reads ran at {cold / warm:.0%} of the same reads from the page cache: "
+        f"{where}; this ceiling is what the guest gets"
+    )
 
 
-def _aligned_buffers(count: int) -> list[mmap.mmap]:
-    # Anonymous mmaps are page-aligned, which O_DIRECT needs.
-    return [mmap.mmap(-1, BLOCK_BYTES) for _ in range(count)]
+# A cold read at this fraction of a single-thread page-cache read is no disk read.
+HOST_CACHE_MIN_RATIO = 0.7
 
 
 def probe_files(
     folder: Path, plan: ProbePlan, fs_type: str | None, say: Callable[[str], None]
 ) -> list[Ceiling]:
-    """disk_read, page_cache_read_1t and page_cache_read, on one scratch file."""
+    """disk_read, page_cache_read_1t and page_cache_read, on one scratch file sized
+    by the plan (:mod:`profiler.machine.scratch`), removed on every exit path."""
     size = plan.disk_bytes
     scratch = scratch_dir(folder, size)
-    path = scratch / f".llmprof-ceilings-{os.getpid()}.tmp"
-    say(f"writing a {size / MIB:.0f} MiB scratch file in {scratch}")
-    fd_buf = -1
-    fd_direct = -1
-    try:
-        _write_scratch(path, size)
+    with scratch_file(scratch, size) as path:
+        say(f"writing a {size / MIB:.0f} MiB scratch file in {scratch}")
+        write_scratch(path, size)
         fd_buf = os.open(path, os.O_RDONLY)
-        evict_fd(fd_buf)
+        fd_direct = -1
         direct_error: str | None = None
         if hasattr(os, "O_DIRECT"):
             try:
@@ -146,21 +156,34 @@ def probe_files(
                 direct_error = e.strerror or str(e)
         else:
             direct_error = "no O_DIRECT on this platform"
-    finally:
-        # Unlinked now, the file lives until its descriptors close: a crash below
-        # leaves nothing behind.
         try:
-            os.unlink(path)
-        except OSError:
-            pass
+            evict_fd(fd_buf)
+            fd_direct, direct_error = _check_direct(fd_direct, direct_error, size)
+            disk = _probe_disk(fd_buf, fd_direct, direct_error, plan, fs_type, say)
+            pages = _probe_page_cache(fd_buf, plan, say)
+        finally:
+            for fd in (fd_buf, fd_direct):
+                if fd >= 0:
+                    os.close(fd)
+    note = host_cache_note(disk, pages[0], on_virtual_machine())
+    if note:
+        disk = replace(disk, notes=(*disk.notes, note))
+    return [disk, *pages]
+
+
+def _check_direct(fd_direct: int, error: str | None, size: int) -> tuple[int, str | None]:
+    """One small O_DIRECT read (the first request, the device queues): a filesystem
+    that opens with O_DIRECT but refuses the reads gets the buffered patterns only."""
+    if fd_direct < 0:
+        return fd_direct, error
     try:
-        disk = _probe_disk(fd_buf, fd_direct, direct_error, plan, fs_type, say)
-        pages = _probe_page_cache(fd_buf, plan, say)
-        return [disk, *pages]
-    finally:
-        for fd in (fd_buf, fd_direct):
-            if fd >= 0:
-                os.close(fd)
+        read_scratch(fd_direct, min(size, BLOCK_BYTES), aligned_buffers(1, BLOCK_BYTES))
+    except OSError as e:
+        if e.errno != errno.EINVAL:
+            raise
+        os.close(fd_direct)
+        return -1, "reads with O_DIRECT refused (EINVAL)"
+    return fd_direct, error
 
 
 def _probe_disk(
@@ -172,84 +195,55 @@ def _probe_disk(
     say: Callable[[str], None],
 ) -> Ceiling:
     size = plan.disk_bytes
-    bufs = _aligned_buffers(READ_THREADS)
+    specs = plan.disk_specs
+    if fd_direct < 0:
+        specs = tuple(s for s in specs if not s.direct)
     notes: list[str] = []
-    warm = min(size, 4 * BLOCK_BYTES)
-    if fd_direct >= 0:
-        try:
-            # warm-up: the first request and the device queues
-            read_seconds(fd_direct, warm, READ_THREADS, scratch=bufs)
-        except OSError as e:
-            if e.errno != errno.EINVAL:
-                raise
-            direct_error = "reads with O_DIRECT refused (EINVAL)"
-            fd_direct = -1
-    trials: list[float] = []
-    if fd_direct >= 0:
-        say(f"disk_read: {plan.disk_trials} x {size / MIB:.0f} MiB, O_DIRECT")
-        for _ in range(plan.disk_trials):
-            evict_fd(fd_buf)
-            trials.append(gbps_of(size, read_seconds(fd_direct, size, READ_THREADS, scratch=bufs)))
-        method = (
-            f"O_DIRECT read of a {size / MIB:.0f} MiB scratch file, "
-            f"{BLOCK_BYTES // MIB} MiB requests, {READ_THREADS} threads; "
-            f"median of {plan.disk_trials} after a warm-up"
-        )
-        if on_virtual_machine():
-            notes.append(
-                "virtual machine: the host may cache this virtual disk, so "
-                "re-reads can beat the physical disk"
-            )
-    else:
-        say(f"disk_read: {plan.disk_trials} x {size / MIB:.0f} MiB, buffered after eviction")
-        notes.append(
-            f"O_DIRECT unavailable ({direct_error}): buffered reads after "
-            "evicting the file with fadvise(DONTNEED)"
-        )
-        read_seconds(fd_buf, warm, READ_THREADS, scratch=bufs)
-        worst = 0.0
-        for _ in range(plan.disk_trials):
-            evict_fd(fd_buf)
-            frac = resident_fraction(fd_buf, size)
-            worst = max(worst, frac or 0.0)
-            trials.append(gbps_of(size, read_seconds(fd_buf, size, READ_THREADS, scratch=bufs)))
-        if worst > COLD_MAX_FRACTION:
-            notes.append(
-                f"eviction failed: {worst:.0%} of the file stayed in memory, so "
-                "this is a memory read, not a disk read"
-            )
-        method = (
-            f"buffered read of a {size / MIB:.0f} MiB scratch file evicted with "
-            f"fadvise, {BLOCK_BYTES // MIB} MiB requests, {READ_THREADS} threads; "
-            f"median of {plan.disk_trials} after a warm-up"
+    if direct_error:
+        notes.append(f"O_DIRECT unavailable ({direct_error}): buffered patterns only")
+    patterns = []
+    # One pre-faulted pool for every pattern's buffers: no timed read first-touches
+    # its destination, and the faults are paid once.
+    pool = aligned_buffers(1, pool_bytes(specs, size))[0]
+    for spec in specs:
+        say(f"disk_read: {spec.label}, {plan.disk_trials} x {size / MIB:.0f} MiB cold")
+        patterns.append(
+            measure_read(fd_buf, fd_direct, size, spec, plan.disk_trials, cold=True, pool=pool)
         )
     if fs_type in ("tmpfs", "ramfs"):
         notes.append(f"{fs_type} keeps files in memory: this is no disk")
-    return ceiling_from_trials("disk_read", GBPS, trials, method, notes, size)
+    method = (
+        f"best of {len(patterns)} read patterns of a {size / MIB:.0f} MiB scratch file, "
+        f"evicted and checked cold (mincore) before each of {plan.disk_trials} trials"
+    )
+    return best_of("disk_read", GBPS, patterns, notes=notes, size_bytes=size, method=method)
 
 
 def _probe_page_cache(fd_buf: int, plan: ProbePlan, say: Callable[[str], None]) -> list[Ceiling]:
-    size = plan.page_bytes
-    dst = bytearray(size)
-    whole = memoryview(dst)
+    size = min(plan.page_bytes, plan.disk_bytes)
     notes = list(plan.notes)
-    say(f"page_cache_read: {plan.trials} x {size / MIB:.0f} MiB, 1 and {READ_THREADS} threads")
-    # Warm-up pass: brings the file into the page cache and faults the destination in.
-    read_seconds(fd_buf, size, READ_THREADS, dest=whole)
+    say(f"page_cache_read: {len(plan.page_specs) + 1} patterns x {size / MIB:.0f} MiB warm")
+    single = ReadSpec(False, 1, BLOCK_BYTES)
+    pool = aligned_buffers(1, pool_bytes([single, *plan.page_specs], size))[0]
+    # Warm-up pass: brings the file into the page cache.
+    warmup = ReadSpec(False, READ_THREADS, BLOCK_BYTES)
+    measure_read(fd_buf, -1, size, warmup, 1, cold=False, pool=pool)
     frac = resident_fraction(fd_buf, size)
     if frac is not None and frac < WARM_MIN_FRACTION:
         notes.append(f"only {frac:.0%} of the file stayed in the page cache")
-    out = []
-    for name, threads in (("page_cache_read_1t", 1), ("page_cache_read", READ_THREADS)):
-        trials = [
-            gbps_of(size, read_seconds(fd_buf, size, threads, dest=whole))
-            for _ in range(plan.trials)
-        ]
-        method = (
-            f"buffered pread of a resident {size / MIB:.0f} MiB file into a "
-            f"pre-faulted buffer, {BLOCK_BYTES // MIB} MiB requests, {threads} "
-            f"thread(s); median of {plan.trials} after a warm-up"
-        )
-        out.append(ceiling_from_trials(name, GBPS, trials, method, notes, size))
-    del whole
-    return out
+    one = measure_read(fd_buf, -1, size, single, plan.trials, cold=False, pool=pool)
+    many = [
+        measure_read(fd_buf, -1, size, s, plan.trials, cold=False, pool=pool)
+        for s in plan.page_specs
+    ]
+    what = f"buffered pread of a resident {size / MIB:.0f} MiB file; median of {plan.trials}"
+    return [
+        best_of(
+            "page_cache_read_1t", GBPS, [one], notes=notes, size_bytes=size,
+            method=f"{what}, 1 thread",
+        ),
+        best_of(
+            "page_cache_read", GBPS, many, notes=notes, size_bytes=size,
+            method=f"{what}, best of {len(many)} patterns",
+        ),
+    ]  # fmt: skip

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 
 from profiler.analysis.stats import median
 from profiler.errors import UserError
+from profiler.machine.patterns import DISK_SPECS, PAGE_SPECS, ReadSpec
 from profiler.records.ceilings import (
     Ceiling,
 )
@@ -60,12 +61,20 @@ class ProbePlan:
     disk_trials: int
     trials: int
     notes: list[str] = field(default_factory=list)
+    disk_specs: tuple[ReadSpec, ...] = DISK_SPECS  # read patterns of the disk ceiling
+    page_specs: tuple[ReadSpec, ...] = PAGE_SPECS  # read patterns of the page-cache ceiling
 
 
-def probe_plan(quick: bool, size_bytes: int | None, device: str) -> ProbePlan:
-    """The plan for this machine: ``size_bytes`` (the disk file) when given, else
-    2 GiB (256 MiB quick); the other sizes follow from free memory and ``device``."""
-    disk = round_size(size_bytes if size_bytes is not None else (256 * MIB if quick else 2 * GIB))
+def probe_plan(
+    quick: bool, size_bytes: int | None, device: str, weights: int | None = None
+) -> ProbePlan:
+    """The plan for this machine: ``size_bytes`` (the disk file) when given, else sized
+    from the model's ``weights`` bytes (:func:`profiler.machine.scratch.scratch_size`);
+    the other sizes follow from free memory and ``device``."""
+    from profiler.machine import patterns
+    from profiler.machine.scratch import scratch_size
+
+    disk = round_size(size_bytes if size_bytes is not None else scratch_size(weights, quick=quick))
     avail = available_ram()
     # Page-cache probe: the file and its destination buffer must both fit with room.
     page = min(disk, max(BLOCK_BYTES, (avail // 4) // BLOCK_BYTES * BLOCK_BYTES))
@@ -78,6 +87,8 @@ def probe_plan(quick: bool, size_bytes: int | None, device: str) -> ProbePlan:
         matmul_n=(4096 if quick else 8192) if is_gpu(device) else (1024 if quick else 2048),
         disk_trials=2 if quick else 3,
         trials=3 if quick else 5,
+        disk_specs=patterns.DISK_SPECS_QUICK if quick else patterns.DISK_SPECS,
+        page_specs=patterns.PAGE_SPECS_QUICK if quick else patterns.PAGE_SPECS,
     )
     if page < disk:
         plan.notes.append(f"page-cache probe limited to {page // MIB} MiB by free memory")

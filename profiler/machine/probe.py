@@ -29,6 +29,7 @@ from profiler.machine.device import probe_gpu, probe_matmul
 from profiler.machine.disk import probe_files
 from profiler.machine.fingerprint import machine_fingerprint
 from profiler.machine.plan import MIB, ProbePlan, probe_plan
+from profiler.machine.scratch import model_bytes
 from profiler.records.ceilings import (
     GBPS,
     GPU_ITEMS,
@@ -67,7 +68,7 @@ def measure_ceilings(
         raise UserError(f"{folder}: no such folder: pass --path to the model's folder")
     fp = dict(fingerprint) if fingerprint is not None else machine_fingerprint(folder, device)
     t0 = time.perf_counter()
-    plan = probe_plan(quick, size_bytes, device)
+    plan = probe_plan(quick, size_bytes, device, model_bytes(folder))
     items: dict[str, Ceiling] = {}
     for c in probe_files(folder, plan, fp.get("fs_type"), say):
         items[c.name] = c

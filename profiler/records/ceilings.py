@@ -16,7 +16,9 @@ from profiler.errors import UserError
 CEILINGS_KIND = "llmprof.ceilings"
 
 
-CEILINGS_SCHEMA_VERSION = 1
+# 2: each Ceiling keeps the access patterns tried (``patterns``) and names the winner.
+# Version-1 files still read (no patterns).
+CEILINGS_SCHEMA_VERSION = 2
 
 
 GBPS = "GB/s"
@@ -48,6 +50,56 @@ ITEM_ORDER: tuple[str, ...] = HOST_ITEMS + GPU_ITEMS + (MATMUL,)
 
 
 @dataclass(frozen=True)
+class Pattern:
+    """One way of doing a ceiling's work, measured: a read with ``threads`` threads of
+    ``request_bytes`` requests, ``mode`` ``"direct"`` (O_DIRECT) or ``"buffered"``; a
+    copy ``"whole"`` or ``"chunked"``, ``"pinned"`` or ``"pageable"``. ``value`` is the
+    median of ``trials``; ``files`` how many files the read spread over. ``origin`` is
+    ``"probe"`` for the planned patterns, ``"reprobe"`` for one re-run with a stage's
+    own pattern after the stage beat the ceiling."""
+
+    label: str
+    value: float | None
+    trials: tuple[float, ...] = ()
+    mode: str = ""
+    threads: int | None = None
+    request_bytes: int | None = None
+    files: int = 1
+    origin: str = "probe"
+    notes: tuple[str, ...] = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "label": self.label,
+            "value": self.value,
+            "trials": list(self.trials),
+            "mode": self.mode,
+            "threads": self.threads,
+            "request_bytes": self.request_bytes,
+            "files": self.files,
+            "origin": self.origin,
+            "notes": list(self.notes),
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Pattern:
+        value = data.get("value")
+        threads = data.get("threads")
+        req = data.get("request_bytes")
+        return cls(
+            label=str(data["label"]),
+            value=None if value is None else float(value),
+            trials=tuple(float(x) for x in data.get("trials", ())),
+            mode=str(data.get("mode", "")),
+            threads=None if threads is None else int(threads),
+            request_bytes=None if req is None else int(req),
+            files=int(data.get("files", 1)),
+            origin=str(data.get("origin", "probe")),
+            notes=tuple(str(x) for x in data.get("notes", ())),
+        )
+
+
+@dataclass(frozen=True)
 class Ceiling:
     """One measured limit.
 
@@ -64,6 +116,8 @@ class Ceiling:
     method: str = ""
     notes: tuple[str, ...] = ()
     size_bytes: int | None = None
+    patterns: tuple[Pattern, ...] = ()  # every pattern tried; the value is the winner's
+    winner: str = ""  # label of the winning pattern ("" for single-way probes)
 
     @property
     def measured(self) -> bool:
@@ -91,6 +145,8 @@ class Ceiling:
             "method": self.method,
             "notes": list(self.notes),
             "size_bytes": self.size_bytes,
+            "patterns": [p.to_dict() for p in self.patterns],
+            "winner": self.winner,
         }
 
     @classmethod
@@ -104,6 +160,8 @@ class Ceiling:
             method=str(data.get("method", "")),
             notes=tuple(str(x) for x in data.get("notes", ())),
             size_bytes=data.get("size_bytes"),
+            patterns=tuple(Pattern.from_dict(p) for p in data.get("patterns", ())),
+            winner=str(data.get("winner", "")),
         )
 
 

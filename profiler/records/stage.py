@@ -23,6 +23,7 @@ STAGE_ORDER: tuple[str, ...] = (
     "config",
     "model_init",
     "weight_read",
+    "pin_pool",
     "read_copy",
     "deserialize",
     "dequantize",

@@ -33,3 +33,41 @@ def ceilings_table(ceilings: Ceilings) -> str:
         disable_numparse=True,
         maxcolwidths=[None, None, None, 24, 60, 44],
     )
+
+
+PATTERN_HEADERS = ("ceiling", "pattern", "GB/s", "trials", "", "notes")
+
+
+def patterns_table(ceilings: Ceilings) -> str:
+    """Every access pattern each ceiling tried, the winner marked ``best``: a ceiling
+    is the best of them, and a reader can see what the runner-up ways reach."""
+    from tabulate import tabulate
+
+    rows = [
+        [
+            c.name,
+            p.label + (" (re-probe)" if p.origin == "reprobe" else ""),
+            num(p.value),
+            " ".join(num(t) for t in p.trials),
+            "best" if p.label == c.winner else "",
+            "; ".join(p.notes),
+        ]
+        for c in ceilings.items.values()
+        for p in c.patterns
+    ]
+    if not rows:
+        return ""
+    return tabulate(
+        rows,
+        headers=PATTERN_HEADERS,
+        colalign=("left", "left", "right", "right", "left", "left"),
+        disable_numparse=True,
+        maxcolwidths=[None, None, None, 30, None, 50],
+    )
+
+
+def ceilings_report(ceilings: Ceilings) -> str:
+    """The ceilings table, then the patterns each ceiling tried (when any)."""
+    pats = patterns_table(ceilings)
+    table = ceilings_table(ceilings)
+    return f"{table}\n\npatterns tried (the ceiling is the best):\n{pats}" if pats else table

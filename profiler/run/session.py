@@ -60,8 +60,37 @@ def judge(runs: Sequence[RunRecord], mode: str, device: str, log: Callable[[str]
     )
     if not found.from_cache:
         log(f"measured this machine's ceilings once; cached in {found.path}")
-    judged = [attach_ceilings(r, found.ceilings) if r.status == "ok" else r for r in runs]
-    return Session(tuple(judged), tuple(diagnose_groups(judged, found.ceilings)))
+    ceilings = found.ceilings
+    judged = [attach_ceilings(r, ceilings) if r.status == "ok" else r for r in runs]
+    ceilings, judged = reprobe_beaten(judged, ceilings, folder, found.path, log)
+    return Session(tuple(judged), tuple(diagnose_groups(judged, ceilings)))
+
+
+def reprobe_beaten(
+    runs: Sequence[RunRecord],
+    ceilings: Ceilings,
+    folder: Path,
+    cache_path: Path,
+    log: Callable[[str], None],
+) -> tuple[Ceilings, list[RunRecord]]:
+    """Re-probe every read ceiling a stage beat with that stage's pattern, keep the
+    higher figure (and cache it), attach again, and note any stage still above its
+    ceiling (:mod:`profiler.machine.reprobe`)."""
+    import json
+
+    from profiler.machine.bounds import attach_ceilings
+    from profiler.machine.reprobe import explain_over, measure_on_scratch, reprobe_ceilings
+    from profiler.machine.scratch import model_bytes, scratch_size
+    from profiler.records.io import write_atomic
+
+    disk = ceilings.get("disk_read")
+    size = (disk.size_bytes if disk else None) or scratch_size(model_bytes(folder), quick=True)
+    new, changed = reprobe_ceilings(runs, ceilings, measure_on_scratch(folder, size))
+    if changed:
+        log("ceilings: a stage beat its ceiling; re-probed with its own pattern")
+        write_atomic(cache_path, (json.dumps(new.to_dict(), indent=1) + "\n").encode())
+        runs = [attach_ceilings(r, new) if r.status == "ok" else r for r in runs]
+    return new, [explain_over(r, new) if r.status == "ok" else r for r in runs]
 
 
 def diagnose_groups(runs: Sequence[RunRecord], ceilings: Ceilings | None) -> list[str]:

@@ -87,7 +87,8 @@ def test_buffered_fallback_without_o_direct(
     )
     assert disk.value is not None and disk.value > 0
     assert any(n.startswith("O_DIRECT unavailable") for n in disk.notes)
-    assert disk.method.startswith("buffered read")
+    assert disk.winner.startswith("buffered") and disk.patterns
+    assert all(p.mode == "buffered" for p in disk.patterns)
     assert one.value is not None and one.value > 0 and four.value is not None
     assert list(tmp_path.iterdir()) == []
 
@@ -130,6 +131,11 @@ def test_command_measures_then_serves_from_cache(
     assert header == ["name", "value", "unit", "trials", "method", "notes"]
     for name in ITEM_ORDER:
         assert name in p.stdout
+    # every pattern tried, the winner marked
+    tried = p.stdout.split("patterns tried")[1]
+    assert "O_DIRECT" in tried or "buffered" in tried
+    assert sum(ln.startswith("disk_read ") for ln in tried.splitlines()) >= 2
+    assert sum(ln.rstrip().endswith("best") for ln in tried.splitlines()) >= 3
     assert "cached in " + str(cache / "ceilings") in p.stdout
     saved = Ceilings.from_dict(json.loads(out_json.read_text()))
     assert saved.quick and saved.items["disk_read"].size_bytes == SIZE
@@ -190,12 +196,13 @@ def test_probes_judge_residency_with_the_shared_cold_and_warm_thresholds(
     """A residency just past the cold (or short of the warm) threshold of
     profiler.caches.page is called out by the probes, as it is for a run."""
     from profiler.caches.page import COLD_MAX_FRACTION, WARM_MIN_FRACTION
-    from profiler.machine import disk
+    from profiler.machine import disk, patterns
 
     monkeypatch.delattr(os, "O_DIRECT", raising=False)
     plan = ProbePlan(32 << 20, 32 << 20, 32 << 20, 0, 64, 1, 1)
     fraction = [0.0]
     monkeypatch.setattr(disk, "resident_fraction", lambda _fd, _size: fraction[0])
+    monkeypatch.setattr(patterns, "resident_fraction", lambda _fd, _size: fraction[0])
     fraction[0] = COLD_MAX_FRACTION + 0.01
     probed, _one, _four = probe_files(tmp_path, plan, None, lambda _m: None)
     assert any(n.startswith("eviction failed") for n in probed.notes)

@@ -37,14 +37,25 @@ def test_chunk_plan_covers_every_byte_once_in_file_order() -> None:
 
 
 def test_read_plan_follows_where_most_bytes_are() -> None:
-    # mostly cached: many threads, small chunks (copying from memory scales)
-    assert read_plan(1.0, 64) == (16, 16 << 20)
-    assert read_plan(0.5, 8) == (8, 16 << 20)
-    # mostly on disk: a few large sequential streams
-    assert read_plan(0.0, 64) == (4, 64 << 20)
-    assert read_plan(0.49, 2) == (2, 64 << 20)
+    # mostly cached: 4 MiB chunks (the H200 sweep's best), threads up to 2 × cores
+    assert read_plan(1.0, 64) == (16, 4 << 20)
+    assert read_plan(0.5, 4) == (8, 4 << 20)
+    # mostly on disk: 16 MiB requests (the best cold pattern measured there)
+    assert read_plan(0.0, 64) == (16, 16 << 20)
+    assert read_plan(0.49, 2) == (4, 16 << 20)
     # never zero threads
     assert read_plan(1.0, 0)[0] == 1 and read_plan(0.0, 0)[0] == 1
+
+
+def test_copy_plan_slots_follow_the_chunk_size() -> None:
+    from profiler.load.fast import copy_plan
+
+    warm = copy_plan(1.0, 16)
+    assert (warm.threads, warm.chunk_bytes, warm.slots) == (16, 4 << 20, 3)
+    assert warm.pool_bytes == 16 * 3 * (4 << 20)
+    cold = copy_plan(0.0, 16)
+    assert (cold.chunk_bytes, cold.slots) == (16 << 20, 2)
+    assert copy_plan(1.0, 16, threads=3, chunk_bytes=4096, slots=5).slots == 5
 
 
 def test_run_shared_hands_each_item_to_one_worker() -> None:
