@@ -67,6 +67,8 @@ class StageSummary:
     statuses: dict[str, int] = field(default_factory=dict)
     notes: tuple[str, ...] = ()
     skipped_reason: str | None = None
+    import_s: float | None = None  # median seconds of lazy imports inside the stage
+    import_modules: int | None = None  # median modules those imports loaded
 
 
 @dataclass(frozen=True)
@@ -233,6 +235,8 @@ def summarize_stages(
                 statuses=dict(Counter(s.status for s in recs)),
                 notes=_dedup(n for s in ok for n in s.notes),
                 skipped_reason=reason,
+                import_s=_median_float(s.import_s for s in ok),
+                import_modules=_median_int(s.import_modules for s in ok),
             )
         )
     return tuple(out)

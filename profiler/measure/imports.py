@@ -55,6 +55,9 @@ class ImportTracker:
         self._local = threading.local()
         self._lock = threading.Lock()
         self._finder: _TimingFinder | None = None
+        # Called with a module's name once it has loaded (the load tracer installs
+        # its hooks into transformers modules only when the load itself imports them).
+        self.listeners: list[Callable[[str], None]] = []
 
     # -- installation -------------------------------------------------------------
     def install(self) -> None:
@@ -111,6 +114,12 @@ class ImportTracker:
         )
         with self._lock:
             self.spans.append(span)
+        if name in sys.modules:
+            for listener in list(self.listeners):
+                try:
+                    listener(name)
+                except Exception:  # noqa: BLE001 - a listener must never break an import
+                    pass
 
 
 class _TimingFinder:

@@ -132,11 +132,32 @@ def stage_table(group: GroupSummary, *, compact: bool = False) -> Table:
             Column("stage", tuple(names), align="left"),
             Column(f"time ({tu.name})", tuple(times)),
             Column("share (%)", tuple(shares), show=total is not None),
+            *import_columns(stages, blank, tu),
             *_transfer_columns(stages, blank, compact),
             *_memory_columns(stages, blank, compact),
             Column("note", tuple(notes), align="left", show=informative(notes)),
         ]
     )
+
+
+def import_columns(stages: Sequence[StageSummary], blank: list[str], tu: Unit) -> list[Column]:
+    """Lazy imports inside each stage, and the stage's own work without them; shown
+    when the runs tracked imports (profiler/measure/imports.py)."""
+    show = any(s.import_s for s in stages)
+
+    def own(s: StageSummary) -> str:
+        if s.time is None or s.import_s is None:
+            return ""
+        return quantity(max(0.0, s.time.median - s.import_s), tu)
+
+    imports = [quantity(s.import_s, tu) if s.time else "" for s in stages] + blank
+    modules = [str(s.import_modules) if s.import_modules else "" for s in stages] + blank
+    owns = [own(s) for s in stages] + blank
+    return [
+        Column(f"imports ({tu.name})", tuple(imports), show=show),
+        Column("modules", tuple(modules), show=show),
+        Column(f"own ({tu.name})", tuple(owns), show=show),
+    ]
 
 
 def _total_rows(
