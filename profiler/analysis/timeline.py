@@ -26,6 +26,7 @@ OVERLAP = " ∥ "
 # Order of activities inside an overlap label; categories not listed sort after.
 ACTIVITY_ORDER: tuple[str, ...] = (
     "import",
+    "gc",
     "tokenizer",
     "config",
     "init",
@@ -181,6 +182,21 @@ def import_time(spans: Sequence[Span], start_ns: int, end_ns: int) -> ImportTime
     ]
     loaded = sum(1 for s in imports if start_ns < s.end_ns <= end_ns)
     return ImportTime(union_ns(clipped) / 1e9, loaded)
+
+
+def gc_outside_imports(spans: Sequence[Span], start_ns: int, end_ns: int) -> float:
+    """Seconds of garbage collection inside ``[start_ns, end_ns)`` that no import
+    covers (a collection during an import is already import time)."""
+
+    def clipped(category: str) -> list[tuple[int, int]]:
+        return [
+            (max(s.start_ns, start_ns), min(s.end_ns, end_ns))
+            for s in spans
+            if s.category == category and s.end_ns > start_ns and s.start_ns < end_ns
+        ]
+
+    imports = clipped("import")
+    return (union_ns(imports + clipped("gc")) - union_ns(imports)) / 1e9
 
 
 @dataclass(frozen=True)

@@ -179,7 +179,9 @@ class Recorder:
                 # First use of a model or tokenizer class imports its module: a real
                 # cost users pay once per process, named so it is not mistaken.
                 handle.counters.setdefault("modules_imported", len(sys.modules) - mods0)
-            import_s, import_modules, import_packages = stage_imports(self.imports, start, end)
+            import_s, import_modules, import_packages, gc_s = stage_imports(
+                self.imports, start, end
+            )
             self.records.append(
                 StageRecord(
                     name=name,
@@ -195,6 +197,7 @@ class Recorder:
                     import_s=import_s,
                     import_modules=import_modules,
                     import_packages=import_packages,
+                    gc_s=gc_s,
                 )
             )
 
@@ -205,12 +208,13 @@ TOP_PACKAGES = 12
 
 def stage_imports(
     tracker: ImportTracker | None, start_ns: int, end_ns: int
-) -> tuple[float, int, dict[str, float]]:
+) -> tuple[float, int, dict[str, float], float]:
     """The import fields of a stage record for ``[start_ns, end_ns)`` (none without
-    a tracker): import wall time, modules loaded, own seconds by top-level package."""
+    a tracker): import wall time, modules loaded, own seconds by top-level package,
+    and garbage collection outside the imports."""
     if tracker is None:
-        return 0.0, 0, {}
-    from profiler.analysis.timeline import import_time, imports_by_package
+        return 0.0, 0, {}, 0.0
+    from profiler.analysis.timeline import gc_outside_imports, import_time, imports_by_package
 
     spans = list(tracker.spans)
     it = import_time(spans, start_ns, end_ns)
@@ -219,7 +223,7 @@ def stage_imports(
     rest = sum(p.seconds for p in packages[TOP_PACKAGES:])
     if rest > 0:
         by_package["other"] = round(rest, 6)
-    return it.seconds, it.modules, by_package
+    return it.seconds, it.modules, by_package, gc_outside_imports(spans, start_ns, end_ns)
 
 
 class NullRecorder(Recorder):

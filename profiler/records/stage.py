@@ -115,11 +115,13 @@ class StageRecord:
     import_s: float = 0.0
     import_modules: int = 0
     import_packages: dict[str, float] = field(default_factory=dict)
+    gc_s: float = 0.0  # garbage collection outside those imports (mostly their aftermath)
 
     @property
     def own_s(self) -> float:
-        """The stage's own work: its time without the imports it triggered."""
-        return max(0.0, self.duration_s - self.import_s)
+        """The stage's own work: its time without the imports it triggered and the
+        garbage collections outside them."""
+        return max(0.0, self.duration_s - self.import_s - self.gc_s)
 
     @property
     def duration_s(self) -> float:
@@ -158,6 +160,7 @@ class StageRecord:
             "import_s": self.import_s,
             "import_modules": self.import_modules,
             "import_packages": dict(self.import_packages),
+            "gc_s": self.gc_s,
         }
 
     @classmethod

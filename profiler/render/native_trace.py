@@ -63,10 +63,10 @@ def native_imports_line(group: GroupSummary) -> str | None:
     for s in group.native_stages:
         if s.time is None or not s.import_s:
             continue
-        own = max(0.0, s.time.median - s.import_s)
+        gc = f" + gc {s.gc_s:.3f} s" if s.gc_s else ""
         parts.append(
             f"{s.name} {s.time.median:.3f} s = imports {s.import_s:.3f} s "
-            f"({s.import_modules or 0} modules) + own work {own:.3f} s"
+            f"({s.import_modules or 0} modules){gc} + own work {s.own_s or 0.0:.3f} s"
         )
     return "lazy imports apart (native): " + "; ".join(parts) if parts else None
 

@@ -141,21 +141,22 @@ def stage_table(group: GroupSummary, *, compact: bool = False) -> Table:
 
 
 def import_columns(stages: Sequence[StageSummary], blank: list[str], tu: Unit) -> list[Column]:
-    """Lazy imports inside each stage, and the stage's own work without them; shown
-    when the runs tracked imports (profiler/measure/imports.py)."""
+    """Lazy imports inside each stage, the garbage collections outside them, and the
+    stage's own work without either; shown when the runs tracked imports
+    (profiler/measure/imports.py)."""
     show = any(s.import_s for s in stages)
 
-    def own(s: StageSummary) -> str:
-        if s.time is None or s.import_s is None:
-            return ""
-        return quantity(max(0.0, s.time.median - s.import_s), tu)
+    def cell(s: StageSummary, value: float | None) -> str:
+        return quantity(value, tu) if s.time is not None and value is not None else ""
 
-    imports = [quantity(s.import_s, tu) if s.time else "" for s in stages] + blank
+    imports = [cell(s, s.import_s) for s in stages] + blank
     modules = [str(s.import_modules) if s.import_modules else "" for s in stages] + blank
-    owns = [own(s) for s in stages] + blank
+    gcs = [cell(s, s.gc_s) if s.gc_s else "" for s in stages] + blank
+    owns = [cell(s, s.own_s) for s in stages] + blank
     return [
         Column(f"imports ({tu.name})", tuple(imports), show=show),
         Column("modules", tuple(modules), show=show),
+        Column(f"gc ({tu.name})", tuple(gcs), show=show and informative(gcs)),
         Column(f"own ({tu.name})", tuple(owns), show=show),
     ]
 

@@ -95,11 +95,13 @@ def test_gap_causes_are_measured_from_both_views() -> None:
 
 
 def test_stage_records_carry_imports_and_read_old_records() -> None:
-    s = stage("tokenizer", 0, 1000, import_s=0.7, import_modules=688, import_packages={"a": 0.5})
+    s = stage(
+        "tokenizer", 0, 1000, import_s=0.7, import_modules=688, import_packages={"a": 0.5}, gc_s=0.1
+    )
     back = StageRecord.from_dict(json.loads(json.dumps(s.to_dict())))
-    assert back == s and back.own_s == pytest.approx(0.3)
+    assert back == s and back.own_s == pytest.approx(0.2)
     old = s.to_dict()
-    for k in ("import_s", "import_modules", "import_packages"):
+    for k in ("import_s", "import_modules", "import_packages", "gc_s"):
         old.pop(k)
     assert StageRecord.from_dict(old).import_s == 0.0
 
@@ -117,11 +119,28 @@ def test_stage_imports_split_a_stage_by_package() -> None:
         span("import", 10, 50, name="transformers.x", self_ns=10 * MS),
         span("import", 20, 40, name="torch.y", self_ns=20 * MS),
         span("import", 200, 210, name="late"),  # after the stage
+        span("gc", 30, 35),  # inside an import: import time already
+        span("gc", 45, 60),  # 5 ms inside the import, 10 ms after it
     ]
-    secs, modules, packages = stage_imports(tracker, 0, 100 * MS)
+    secs, modules, packages, gc_s = stage_imports(tracker, 0, 100 * MS)
     assert secs == pytest.approx(0.040) and modules == 2
     assert packages == {"torch": pytest.approx(0.020), "transformers": pytest.approx(0.010)}
-    assert stage_imports(None, 0, 1) == (0.0, 0, {})
+    assert gc_s == pytest.approx(0.010)
+    assert stage_imports(None, 0, 1) == (0.0, 0, {}, 0.0)
+
+
+def test_garbage_collections_are_recorded_as_gc_spans() -> None:
+    import gc
+
+    tracker = ImportTracker()
+    tracker.install()
+    try:
+        gc.collect()
+    finally:
+        tracker.uninstall()
+    gcs = [s for s in tracker.spans if s.category == "gc"]
+    assert gcs and gcs[-1].name == "gc generation 2" and gcs[-1].end_ns >= gcs[-1].start_ns
+    assert tracker._on_gc not in gc.callbacks
 
 
 def test_the_recorder_puts_imports_into_its_stage_records() -> None:
