@@ -132,8 +132,12 @@ def gap_causes(run: RunRecord) -> list[GapCause]:
             )
     threads = worker_threads(view)
     staged_threads = max(
-        (int(v) for s in run.stages for k, v in s.counters.items() if k == "threads"
-         and isinstance(v, int | float)),
+        (
+            int(v)
+            for s in run.stages
+            for k, v in s.counters.items()
+            if k == "threads" and isinstance(v, int | float)
+        ),
         default=0,
     )
     out.append(
@@ -155,7 +159,5 @@ def phase_rows(attribution: Attribution) -> list[tuple[str, float, float]]:
         if p.label != OTHER
     ]
     other = attribution.other_s
-    rows.append(
-        (OTHER, other, other / attribution.wall_s if attribution.wall_s else 0.0)
-    )
+    rows.append((OTHER, other, other / attribution.wall_s if attribution.wall_s else 0.0))
     return rows

@@ -2,7 +2,8 @@
 
 :func:`attribute` splits an interval of wall time by what was in flight at each
 instant, across every thread. At any instant each thread is doing the innermost span
-it has open (an import inside model construction counts as import, not init); the
+it has open (an import inside model construction counts as import, not init; a garbage
+collection counts as "gc" unless it ran inside an import); the
 set of those activities over all threads is the instant's phase, written with "∥"
 when several overlap ("read ∥ copy"). An instant with no traced work open on any
 thread is "other": Python between hooked calls, the interpreter, or waiting. Phases
@@ -133,7 +134,11 @@ def _innermost(work: Sequence[Span], stack: Sequence[int]) -> str:
     """The category of the most recently started span open on a thread (the
     innermost, since spans on one thread nest)."""
     best = max(stack, key=lambda i: (work[i].start_ns, -work[i].end_ns))
-    return work[best].category
+    category = work[best].category
+    if category == "gc" and any(work[i].category == "import" for i in stack):
+        # A collection during an import is import time, as import_time counts it.
+        return "import"
+    return category
 
 
 def activity_totals(attribution: Attribution) -> dict[str, float]:

@@ -107,9 +107,7 @@ class LoadTracer:
                 pass
         self._restore.clear()
 
-    def defer(
-        self, name: str, install: Callable[[LoadTracer], Restore], module: str
-    ) -> None:
+    def defer(self, name: str, install: Callable[[LoadTracer], Restore], module: str) -> None:
         """Install ``install`` once ``module`` has been imported (by the load)."""
         if self.imports is None:
             raise RuntimeError("deferred hooks need an import tracker")
