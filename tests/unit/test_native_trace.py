@@ -197,3 +197,28 @@ def test_unwritable_trace_paths_are_refused_and_nothing_is_created(tmp_path: Pat
         check_trace_path(str(tmp_path))
     check_trace_path(str(tmp_path / "new" / "deeper" / "t.json"))
     assert sorted(p.name for p in tmp_path.iterdir()) == ["f"]
+
+
+def test_diagnosis_names_a_stage_s_imports_apart_from_its_work() -> None:
+    from profiler.analysis.diagnosis import stage_line
+    from profiler.analysis.stats import summarize
+    from profiler.analysis.summaries import StageSummary
+
+    s = StageSummary(
+        name="tokenizer",
+        n=1,
+        time=summarize([1.3]),
+        share_of_total=0.22,
+        import_s=0.9,
+        import_modules=688,
+        own_s=0.4,
+    )
+    line = stage_line(s, page_state="warm", device="cpu", ceilings=None)
+    assert "of which 900 ms importing 688 modules (own work 400 ms)" in line
+    plain = stage_line(
+        StageSummary(name="tokenizer", n=1, time=summarize([1.3]), share_of_total=0.22),
+        page_state="warm",
+        device="cpu",
+        ceilings=None,
+    )
+    assert "importing" not in plain
