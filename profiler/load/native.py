@@ -7,6 +7,13 @@ thread pool, so its time cannot be split by a timer. Counters say what happened:
 bytes fetched from storage, file-backed vs anonymous memory growth, page faults,
 bytes that landed on the device and, on CUDA, host-to-device copies seen by the
 torch profiler. What cannot be attributed is listed, not guessed.
+
+By default the whole native load also runs under a
+:class:`~profiler.measure.load_trace.LoadTracer`: hooks in transformers' own loading
+functions record per-tensor read/cast/copy/attach spans on the threads that do them,
+the child's import tracker adds the lazy imports, and counter tracks are sampled
+every 10 ms. The view then carries that trace; its phases are
+:func:`profiler.analysis.native_trace.native_attribution`.
 """
 
 from __future__ import annotations

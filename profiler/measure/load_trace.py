@@ -124,7 +124,7 @@ class LoadTracer:
         for name, install in ready:
             try:
                 self.add_restore(name, install(self))
-            except (ImportError, AttributeError, KeyError, TypeError):
+            except Exception:  # noqa: BLE001 - a hook that cannot go in must not stop the load
                 self.missing.append(name)
 
     def add_restore(self, name: str, restore: Restore) -> None:
