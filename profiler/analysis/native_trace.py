@@ -131,15 +131,8 @@ def gap_causes(run: RunRecord) -> list[GapCause]:
                 )
             )
     threads = worker_threads(view)
-    staged_threads = max(
-        (
-            int(v)
-            for s in run.stages
-            for k, v in s.counters.items()
-            if k == "threads" and isinstance(v, int | float)
-        ),
-        default=0,
-    )
+    counts = [s.counters.get("threads") for s in run.stages]
+    staged_threads = max((int(v) for v in counts if isinstance(v, int | float)), default=0)
     out.append(
         GapCause(
             "threads",
