@@ -147,7 +147,9 @@ def render_console(runs: Sequence[RunRecord]) -> str:
             else:
                 why = "no load stages recorded" if g.n_ok else "no completed repetition"
                 out.append(f"{_group_heading(g, 'load stages')}: {why}")
-            gap = native_gap_line(g)
+            # With a trace, the measured causes above replace the generic explanation.
+            traced = any(r.native is not None and r.native.trace is not None for r in g.runs)
+            gap = native_gap_line(g, explain=not traced)
             if gap:
                 out += _wrap(gap.replace("`", ""))
             out.append("")
