@@ -136,19 +136,26 @@ def timeline_figure(data: TimelineData, title: str) -> Figure:
     return fig
 
 
+def timeline_label(run: RunRecord) -> str:
+    """What tells traced runs apart in the report: cache state, and device_map."""
+    dm = run.native.load_kwargs.get("device_map") if run.native is not None else None
+    return run.cache.label + (f" device_map={dm}" if dm else "")
+
+
 def write_timelines(runs: Sequence[RunRecord], folder: str | os.PathLike[str]) -> dict[str, Path]:
     """One timeline PNG per traced native view (first repetition of each cache
-    state); key ``timeline/<cache>`` -> file."""
+    state and placement); key ``timeline/<label>`` -> file."""
     from profiler.render.plots import save_png
 
     out: dict[str, Path] = {}
     for run in runs:
         view = run.native
-        key = f"timeline/{run.cache.label}"
+        label = timeline_label(run)
+        key = f"timeline/{label}"
         if run.status != "ok" or view is None or view.trace is None or key in out:
             continue
-        title = f"{run.model.spec} · native load · cache {run.cache.label} · rep {run.repetition}"
-        name = f"{FILE_PREFIX}{run.cache.label.replace('/', '-')}.png"
+        title = f"{run.model.spec} · native load · {label} · rep {run.repetition}"
+        name = FILE_PREFIX + "".join(c if c.isalnum() else "-" for c in label) + ".png"
         out[key] = save_png(timeline_figure(timeline_data(view.trace), title), Path(folder) / name)
     return out
 
@@ -168,11 +175,11 @@ def timeline_section(runs: Sequence[RunRecord], images: Mapping[str, str]) -> li
         "",
     ]
     for key in keys:
-        cache = key.split("/", 1)[1]
-        run = next((r for r in runs if r.native and r.cache.label == cache), None)
-        out += [f"![native load timeline, {cache}]({images[key]})", ""]
+        label = key.split("/", 1)[1]
+        run = next((r for r in runs if r.native and timeline_label(r) == label), None)
+        out += [f"![native load timeline, {label}]({images[key]})", ""]
         a = native_attribution(run.native) if run and run.native else None
         if a is not None:
             parts = [f"{p.label} {p.seconds:.3f} s" for p in a.phases]
-            out += [f"- {cache}: " + "; ".join(parts) + f" (wall {a.wall_s:.3f} s)", ""]
+            out += [f"- {label}: " + "; ".join(parts) + f" (wall {a.wall_s:.3f} s)", ""]
     return out
