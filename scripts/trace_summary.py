@@ -10,6 +10,7 @@ records through profiler.analysis; nothing here is typed in.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import sys
 from pathlib import Path
@@ -32,6 +33,12 @@ def run_summary(run: RunRecord, label: str) -> dict[str, Any]:
     fp = next((s for s in view.stages if s.name == "from_pretrained"), None)
     td = next((s for s in view.stages if s.name == "to_device"), None)
     imp = run.stage("import")
+    # The model load alone (from_pretrained + .to()), the figure users compare.
+    load_only = dataclasses.replace(
+        view, stages=tuple(s for s in view.stages if s.name in ("from_pretrained", "to_device"))
+    )
+    b = native_attribution(load_only)
+    assert b is not None
     return {
         "label": label,
         "cache": run.cache.label,
@@ -41,6 +48,9 @@ def run_summary(run: RunRecord, label: str) -> dict[str, Any]:
         "from_pretrained_plus_to_s": (fp.duration_s if fp else 0.0)
         + (td.duration_s if td and td.status == "ok" else 0.0),
         "phases_s": {p.label: p.seconds for p in a.phases},
+        "load_only_phases_s": {p.label: p.seconds for p in b.phases},
+        "load_only_in_flight_s": activity_totals(b),
+        "load_only_overlap_s": overlap_s(b),
         "phases_sum_s": sum(p.seconds for p in a.phases),
         "activity_in_flight_s": activity_totals(a),
         "overlap_s": overlap_s(a),
@@ -85,6 +95,16 @@ def phases_of(s: dict[str, Any], view: str) -> list[str]:
             f"{k} {v:.3f} s"
             for k, v in sorted(s["activity_in_flight_s"].items(), key=lambda kv: -kv[1])
         ),
+        "",
+    ]
+    load = s["from_pretrained_plus_to_s"]
+    out += [
+        f"from_pretrained + to alone ({load:.3f} s): "
+        + "; ".join(
+            f"{k} {v:.3f} s"
+            for k, v in sorted(s["load_only_phases_s"].items(), key=lambda kv: -kv[1])
+        )
+        + f"; overlap {s['load_only_overlap_s']:.3f} s",
         "",
     ]
     out += ["Against the staged view:", *[f"- {t}" for t in s["gap_causes"]], ""]
