@@ -191,6 +191,12 @@ def stage_line(
     qual = _read_qualifier(s.name, page_state, cands)
     took = human_seconds(s.time.median if s.time is not None else None)
     head = f"{s.name}{qual} takes {percent_text(s.share_of_total or 0.0)} of the load ({took})"
+    if s.import_s and s.name != "import" and s.own_s is not None:
+        # A first call pays lazy imports: say so, so they are not taken for its work.
+        head += (
+            f", of which {human_seconds(s.import_s)} importing {s.import_modules or 0} modules"
+            f" (own work {human_seconds(s.own_s)})"
+        )
     gbps = s.gbps.median if s.gbps is not None else None
     at = f" at {num(gbps)} GB/s" if gbps is not None else ""
     if s.name == "hub_download":

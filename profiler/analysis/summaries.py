@@ -67,6 +67,10 @@ class StageSummary:
     statuses: dict[str, int] = field(default_factory=dict)
     notes: tuple[str, ...] = ()
     skipped_reason: str | None = None
+    import_s: float | None = None  # median seconds of lazy imports inside the stage
+    import_modules: int | None = None  # median modules those imports loaded
+    gc_s: float | None = None  # median garbage collection outside those imports
+    own_s: float | None = None  # median of time - imports - gc (StageRecord.own_s)
 
 
 @dataclass(frozen=True)
@@ -233,6 +237,10 @@ def summarize_stages(
                 statuses=dict(Counter(s.status for s in recs)),
                 notes=_dedup(n for s in ok for n in s.notes),
                 skipped_reason=reason,
+                import_s=_median_float(s.import_s for s in ok),
+                import_modules=_median_int(s.import_modules for s in ok),
+                gc_s=_median_float(s.gc_s for s in ok),
+                own_s=_median_float(s.own_s for s in ok),
             )
         )
     return tuple(out)

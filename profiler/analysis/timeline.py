@@ -2,7 +2,8 @@
 
 :func:`attribute` splits an interval of wall time by what was in flight at each
 instant, across every thread. At any instant each thread is doing the innermost span
-it has open (an import inside model construction counts as import, not init); the
+it has open (an import inside model construction counts as import, not init; a garbage
+collection counts as "gc" unless it ran inside an import); the
 set of those activities over all threads is the instant's phase, written with "∥"
 when several overlap ("read ∥ copy"). An instant with no traced work open on any
 thread is "other": Python between hooked calls, the interpreter, or waiting. Phases
@@ -26,6 +27,7 @@ OVERLAP = " ∥ "
 # Order of activities inside an overlap label; categories not listed sort after.
 ACTIVITY_ORDER: tuple[str, ...] = (
     "import",
+    "gc",
     "tokenizer",
     "config",
     "init",
@@ -132,7 +134,11 @@ def _innermost(work: Sequence[Span], stack: Sequence[int]) -> str:
     """The category of the most recently started span open on a thread (the
     innermost, since spans on one thread nest)."""
     best = max(stack, key=lambda i: (work[i].start_ns, -work[i].end_ns))
-    return work[best].category
+    category = work[best].category
+    if category == "gc" and any(work[i].category == "import" for i in stack):
+        # A collection during an import is import time, as import_time counts it.
+        return "import"
+    return category
 
 
 def activity_totals(attribution: Attribution) -> dict[str, float]:
@@ -181,6 +187,21 @@ def import_time(spans: Sequence[Span], start_ns: int, end_ns: int) -> ImportTime
     ]
     loaded = sum(1 for s in imports if start_ns < s.end_ns <= end_ns)
     return ImportTime(union_ns(clipped) / 1e9, loaded)
+
+
+def gc_outside_imports(spans: Sequence[Span], start_ns: int, end_ns: int) -> float:
+    """Seconds of garbage collection inside ``[start_ns, end_ns)`` that no import
+    covers (a collection during an import is already import time)."""
+
+    def clipped(category: str) -> list[tuple[int, int]]:
+        return [
+            (max(s.start_ns, start_ns), min(s.end_ns, end_ns))
+            for s in spans
+            if s.category == category and s.end_ns > start_ns and s.start_ns < end_ns
+        ]
+
+    imports = clipped("import")
+    return (union_ns(imports + clipped("gc")) - union_ns(imports)) / 1e9
 
 
 @dataclass(frozen=True)

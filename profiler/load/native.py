@@ -7,16 +7,27 @@ thread pool, so its time cannot be split by a timer. Counters say what happened:
 bytes fetched from storage, file-backed vs anonymous memory growth, page faults,
 bytes that landed on the device and, on CUDA, host-to-device copies seen by the
 torch profiler. What cannot be attributed is listed, not guessed.
+
+By default the whole native load also runs under a
+:class:`~profiler.measure.load_trace.LoadTracer`: hooks in transformers' own loading
+functions record per-tensor read/cast/copy/attach spans on the threads that do them,
+the child's import tracker adds the lazy imports, and counter tracks are sampled
+every 10 ms. The view then carries that trace; its phases are
+:func:`profiler.analysis.native_trace.native_attribution`.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
 from profiler.load.common import LoadOptions, resolve_dtype
+from profiler.measure.counters import CounterSampler
 from profiler.measure.h2d_trace import H2DTrace
+from profiler.measure.load_trace import LoadTracer
 from profiler.measure.recorder import Recorder
 from profiler.records.run import NativeView
 from profiler.records.stage import StageRecord
@@ -30,8 +41,40 @@ def load_native(
     *,
     device_map: bool = False,
     trace_h2d: bool | None = None,
+    timeline: bool = True,
 ) -> tuple[NativeView, Any]:
-    """Run the plain load; returns the view and the model (for equality checks)."""
+    """Run the plain load; returns the view and the model (for equality checks).
+
+    ``timeline`` runs it under a :class:`LoadTracer` (hooks in transformers, lazy
+    imports, counter tracks): the view then carries the trace of the whole load."""
+    import torch
+
+    on_cuda = is_gpu(options.device)
+    gpu_allocated = None
+    if on_cuda:
+        device = torch.device(options.device)
+        gpu_allocated = lambda: torch.cuda.memory_allocated(device)  # noqa: E731
+    tracer = (
+        LoadTracer(imports=rec.imports, sampler=CounterSampler(0.01, gpu_allocated=gpu_allocated))
+        if timeline
+        else None
+    )
+    if tracer is None:
+        view, model = _load(folder, options, rec, device_map, trace_h2d, None)
+        return view, model
+    with tracer:
+        view, model = _load(folder, options, rec, device_map, trace_h2d, tracer)
+    return dataclasses.replace(view, trace=tracer.result()), model
+
+
+def _load(
+    folder: Path,
+    options: LoadOptions,
+    rec: Recorder,
+    device_map: bool,
+    trace_h2d: bool | None,
+    tracer: LoadTracer | None,
+) -> tuple[NativeView, Any]:
     import torch
     from transformers import AutoConfig, AutoTokenizer
 
@@ -65,7 +108,8 @@ def load_native(
         with rec.stage("to_device", "bytes copied host → device") as st:
             if profiler_ctx is not None:
                 profiler_ctx.__enter__()
-            model.to(options.device)
+            with tracer.tensor_copies(model) if tracer is not None else nullcontext():
+                model.to(options.device)
             if profiler_ctx is not None:
                 torch.cuda.synchronize()
                 profiler_ctx.__exit__(None, None, None)

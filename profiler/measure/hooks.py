@@ -305,10 +305,36 @@ HOOK_POINTS: tuple[tuple[str, Callable[[LoadTracer], Restore]], ...] = (
 )
 
 
-def install_all(tr: LoadTracer) -> None:
-    """Install every hook point this transformers has; list the others as missing."""
+# The module each hook point lives in. With ``deferred``, a hook whose module is not
+# imported yet waits for the load to import it.
+HOOK_MODULES: dict[str, str] = {
+    "core_model_loading._materialize_copy": "transformers.core_model_loading",
+    "core_model_loading.set_param_for_module": "transformers.core_model_loading",
+    "modeling_utils.convert_and_load_state_dict_in_model": "transformers.modeling_utils",
+    "modeling_utils.safe_open": "transformers.modeling_utils",
+    "modeling_utils.caching_allocator_warmup": "transformers.modeling_utils",
+    "PreTrainedModel.get_init_context": "transformers.modeling_utils",
+    "PreTrainedModel._finalize_model_loading": "transformers.modeling_utils",
+    "PreTrainedModel.tie_weights": "transformers.modeling_utils",
+    "PreTrainedConfig.get_config_dict": "transformers.configuration_utils",
+    "TokenizersBackend.convert_to_native_format": "transformers.tokenization_utils_tokenizers",
+    "tokenization_utils_tokenizers.TokenizerFast": "transformers.tokenization_utils_tokenizers",
+}
+
+
+def install_all(tr: LoadTracer, *, deferred: bool = False) -> None:
+    """Install every hook point this transformers has; list the others as missing.
+
+    ``deferred``: a hook point whose module is not imported yet is installed when it
+    is (the tracer's import tracker says so), instead of importing it now."""
+    import sys
+
     for name, install in HOOK_POINTS:
+        module = HOOK_MODULES.get(name)
+        if deferred and module is not None and module not in sys.modules:
+            tr.defer(name, install, module)
+            continue
         try:
             tr.add_restore(name, install(tr))
-        except (ImportError, AttributeError, KeyError, TypeError):
+        except Exception:  # noqa: BLE001 - a hook that cannot go in must not stop the load
             tr.missing.append(name)

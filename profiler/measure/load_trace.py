@@ -71,6 +71,9 @@ class LoadTracer:
         self.tensor_names: dict[int, str] = {}
         self._lock = threading.Lock()
         self._restore: list[Restore] = []
+        # Hook points waiting for their module: (name, installer), see _on_import.
+        self.pending: list[tuple[str, Callable[[LoadTracer], Restore]]] = []
+        self._modules: dict[str, str] = {}
         self.start_ns = 0
         self.end_ns = 0
 
@@ -78,7 +81,10 @@ class LoadTracer:
     def __enter__(self) -> LoadTracer:
         from profiler.measure.hooks import install_all
 
-        install_all(self)
+        # With an import tracker, a hook whose transformers module is not imported
+        # yet is installed when the load imports it: importing it here would move
+        # the load's own lazy imports (seconds of them) out of the load.
+        install_all(self, deferred=self.imports is not None)
         self.start_ns = self.clock()
         if self.sampler is not None:
             self.sampler.start()
@@ -88,12 +94,38 @@ class LoadTracer:
         if self.sampler is not None:
             self.sampler.stop()
         self.end_ns = self.clock()
+        if self.imports is not None and self._on_import in self.imports.listeners:
+            self.imports.listeners.remove(self._on_import)
+        for name, _install in self.pending:
+            self.missing.append(name)
+            self.notes.append(f"{name}: its module was never imported during the load")
+        self.pending.clear()
         for restore in reversed(self._restore):
             try:
                 restore()
             except Exception:  # noqa: BLE001 - restoring must not mask the load's outcome
                 pass
         self._restore.clear()
+
+    def defer(self, name: str, install: Callable[[LoadTracer], Restore], module: str) -> None:
+        """Install ``install`` once ``module`` has been imported (by the load)."""
+        if self.imports is None:
+            raise RuntimeError("deferred hooks need an import tracker")
+        with self._lock:
+            self.pending.append((name, install))
+            self._modules[name] = module
+        if self._on_import not in self.imports.listeners:
+            self.imports.listeners.append(self._on_import)
+
+    def _on_import(self, module: str) -> None:
+        with self._lock:
+            ready = [(n, i) for n, i in self.pending if self._modules.get(n) == module]
+            self.pending = [(n, i) for n, i in self.pending if (n, i) not in ready]
+        for name, install in ready:
+            try:
+                self.add_restore(name, install(self))
+            except Exception:  # noqa: BLE001 - a hook that cannot go in must not stop the load
+                self.missing.append(name)
 
     def add_restore(self, name: str, restore: Restore) -> None:
         self._restore.append(restore)

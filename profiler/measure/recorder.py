@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import IO
 
 from profiler.measure.gpu import GpuProbe
+from profiler.measure.imports import ImportTracker
 from profiler.measure.memory import PeakSampler, snapshot, stage_memory
 from profiler.records.stage import StageRecord
 from profiler.run.faults import injected_slowdowns
@@ -124,6 +125,9 @@ class Recorder:
         self.progress = _progress_enabled() if progress is None else progress
         self.records: list[StageRecord] = []
         self.slowdowns = injected_slowdowns()
+        # Set by the child process, which installs it before anything else: every
+        # stage then reports its lazy imports apart from its own work.
+        self.imports: ImportTracker | None = None
 
     def add(self, record: StageRecord) -> None:
         """Add a record timed outside :meth:`stage` (``python_start``, from the spawn time)."""
@@ -175,6 +179,9 @@ class Recorder:
                 # First use of a model or tokenizer class imports its module: a real
                 # cost users pay once per process, named so it is not mistaken.
                 handle.counters.setdefault("modules_imported", len(sys.modules) - mods0)
+            import_s, import_modules, import_packages, gc_s = stage_imports(
+                self.imports, start, end
+            )
             self.records.append(
                 StageRecord(
                     name=name,
@@ -187,8 +194,36 @@ class Recorder:
                     memory=memory,
                     notes=tuple(handle.notes),
                     counters=dict(handle.counters),
+                    import_s=import_s,
+                    import_modules=import_modules,
+                    import_packages=import_packages,
+                    gc_s=gc_s,
                 )
             )
+
+
+# Packages named in a stage's import breakdown; the rest are summed as "other".
+TOP_PACKAGES = 12
+
+
+def stage_imports(
+    tracker: ImportTracker | None, start_ns: int, end_ns: int
+) -> tuple[float, int, dict[str, float], float]:
+    """The import fields of a stage record for ``[start_ns, end_ns)`` (none without
+    a tracker): import wall time, modules loaded, own seconds by top-level package,
+    and garbage collection outside the imports."""
+    if tracker is None:
+        return 0.0, 0, {}, 0.0
+    from profiler.analysis.timeline import gc_outside_imports, import_time, imports_by_package
+
+    spans = list(tracker.spans)
+    it = import_time(spans, start_ns, end_ns)
+    packages = imports_by_package(spans, start_ns, end_ns)
+    by_package = {p.package: round(p.seconds, 6) for p in packages[:TOP_PACKAGES]}
+    rest = sum(p.seconds for p in packages[TOP_PACKAGES:])
+    if rest > 0:
+        by_package["other"] = round(rest, 6)
+    return it.seconds, it.modules, by_package, gc_outside_imports(spans, start_ns, end_ns)
 
 
 class NullRecorder(Recorder):

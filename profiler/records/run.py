@@ -21,6 +21,7 @@ from profiler.errors import UserError
 from profiler.records.decode import DecodeRecord
 from profiler.records.fields import SCHEMA_VERSION, UNITS, known_fields
 from profiler.records.stage import OUTSIDE_LOAD, StageRecord
+from profiler.records.trace import LoadTrace
 
 
 @dataclass(frozen=True)
@@ -138,6 +139,7 @@ class NativeView:
     load_kwargs: dict[str, str] = field(default_factory=dict)
     attribution: dict[str, float | int | str] = field(default_factory=dict)
     unattributed: tuple[str, ...] = ()
+    trace: LoadTrace | None = None  # the timeline of the load (hooks, imports, counters)
 
     @property
     def total_s(self) -> float:
@@ -150,6 +152,7 @@ class NativeView:
             "load_kwargs": dict(self.load_kwargs),
             "attribution": dict(self.attribution),
             "unattributed": list(self.unattributed),
+            "trace": self.trace.to_dict() if self.trace is not None else None,
         }
 
     @classmethod
@@ -159,6 +162,7 @@ class NativeView:
             load_kwargs=dict(data.get("load_kwargs", {})),
             attribution=dict(data.get("attribution", {})),
             unattributed=tuple(data.get("unattributed", ())),
+            trace=LoadTrace.from_dict(data["trace"]) if data.get("trace") else None,
         )
 
 

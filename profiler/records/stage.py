@@ -111,6 +111,18 @@ class StageRecord:
     ceiling_gbps: float | None = None
     notes: tuple[str, ...] = ()
     counters: dict[str, float | int | str] = field(default_factory=dict)
+    # Lazy imports inside the stage (profiler/measure/imports.py): wall seconds during
+    # which some thread was importing, modules loaded, and seconds by top-level package.
+    import_s: float = 0.0
+    import_modules: int = 0
+    import_packages: dict[str, float] = field(default_factory=dict)
+    gc_s: float = 0.0  # garbage collection outside those imports (mostly their aftermath)
+
+    @property
+    def own_s(self) -> float:
+        """The stage's own work: its time without the imports it triggered and the
+        garbage collections outside them."""
+        return max(0.0, self.duration_s - self.import_s - self.gc_s)
 
     @property
     def duration_s(self) -> float:
@@ -146,6 +158,10 @@ class StageRecord:
             "ceiling_fraction": self.ceiling_fraction,
             "notes": list(self.notes),
             "counters": dict(self.counters),
+            "import_s": self.import_s,
+            "import_modules": self.import_modules,
+            "import_packages": dict(self.import_packages),
+            "gc_s": self.gc_s,
         }
 
     @classmethod
@@ -153,6 +169,7 @@ class StageRecord:
         d = known_fields(cls, data)
         d["notes"] = tuple(data.get("notes", ()))
         d["counters"] = dict(data.get("counters", {}))
+        d["import_packages"] = dict(data.get("import_packages", {}))
         mem = data.get("memory")
         d["memory"] = StageMemory.from_dict(mem) if mem else None
         return cls(**d)

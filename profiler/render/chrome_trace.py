@@ -48,8 +48,9 @@ def chrome_trace(
             events.append(_complete(s.name, "stage", s.start_ns, s.end_ns, STAGES_TID, origin, {}))
     tids: dict[int, int] = {}
     for span in trace.spans:
-        tid = tids.setdefault(span.thread_id, len(tids) + 1)
-        if tid == len(tids):
+        tid = tids.get(span.thread_id, 0)
+        if not tid:  # a new thread: name its track once
+            tid = tids[span.thread_id] = len(tids) + 1
             events.append(_thread_name(tid, span.thread_name or f"thread {span.thread_id}"))
         events.append(
             _complete(

@@ -17,6 +17,13 @@ from profiler.analysis.summaries import GroupSummary, summarize_runs
 from profiler.records.run import RunRecord
 from profiler.render.findings import findings, footer_line, native_gap_line, split_shared
 from profiler.render.format import count, human_bytes
+from profiler.render.native_trace import (
+    gap_lines,
+    import_packages_line,
+    missing_hooks_line,
+    native_imports_line,
+    native_phase_table,
+)
 from profiler.render.overview import distinct_environments, groups_table
 from profiler.render.tables import (
     ceilings_line,
@@ -98,6 +105,26 @@ def _wrap(text: str, indent: str = "", first: str = "") -> list[str]:
     return [line.replace(_NBSP, " ") for line in lines]
 
 
+def native_block(g: GroupSummary) -> list[str]:
+    """The user's own load first: its phases, its imports apart, and what differs
+    from the staged view (which follows as the clean-boundary explanation)."""
+    table = native_phase_table(g)
+    if table is None:
+        return []
+    out = [
+        f"native from_pretrained, traced (your own call) · cache {g.key.cache}",
+        render_table(table, FMT),
+    ]
+    lines = [native_imports_line(g), missing_hooks_line(g.runs)]
+    gaps = gap_lines(g)
+    if gaps:
+        lines.append("against the staged view below: " + "; ".join(gaps))
+    for line in lines:
+        if line:
+            out += _wrap(line)
+    return [*out, ""]
+
+
 def render_console(runs: Sequence[RunRecord]) -> str:
     """The terminal view of ``runs`` (any mix of models, devices and cache states)."""
     groups = summarize_runs(runs)
@@ -108,18 +135,21 @@ def render_console(runs: Sequence[RunRecord]) -> str:
         title = _title(subject[0])
         out += [title, "=" * len(title), _model_line(subject[0]), ""]
         for g in subject:
+            out += native_block(g)
             if g.stages:
                 out += [
                     _group_heading(g, "load stages"),
                     render_table(stage_table(g, compact=True), FMT),
                 ]
-                for line in (ceilings_line(g), skipped_line(g)):
+                for line in (ceilings_line(g), skipped_line(g), import_packages_line(g)):
                     if line:
                         out += _wrap(line)
             else:
                 why = "no load stages recorded" if g.n_ok else "no completed repetition"
                 out.append(f"{_group_heading(g, 'load stages')}: {why}")
-            gap = native_gap_line(g)
+            # With a trace, the measured causes above replace the generic explanation.
+            traced = any(r.native is not None and r.native.trace is not None for r in g.runs)
+            gap = native_gap_line(g, explain=not traced)
             if gap:
                 out += _wrap(gap.replace("`", ""))
             out.append("")

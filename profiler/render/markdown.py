@@ -44,6 +44,7 @@ from profiler.render.tables import (
     render_table,
     stage_table,
 )
+from profiler.render.timeline_plot import timeline_section
 
 FMT = "pipe"
 
@@ -302,6 +303,7 @@ def render_markdown(
     out += _load_section(groups, fields, images)
     out += _cold_warm_section(groups, fields)
     out += _native_section(groups, fields)
+    out += timeline_section(runs, images)
     out += _decode_section(groups, fields, images)
     out += ["## Environment", "", render_table(environment_table(envs), FMT), ""]
     out += _notes_section(groups, fields, skipped)
@@ -462,6 +464,7 @@ def write_report(
     """
     from profiler.records.io import write_atomic
     from profiler.render.plots import write_plots
+    from profiler.render.timeline_plot import write_timelines
 
     out = Path(out_path)
     groups = summarize_runs(runs)
@@ -470,6 +473,7 @@ def write_report(
     written: dict[str, Path] = {}
     if plots:
         written = write_plots(groups, images_folder(out))
+        written.update(write_timelines(runs, images_folder(out)))
     rel = {k: f"{images_folder(out).name}/{p.name}" for k, p in written.items()}
     text = render_markdown(runs, title=title, images=rel, skipped=skipped)
     write_atomic(out, text.encode())

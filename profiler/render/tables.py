@@ -132,11 +132,33 @@ def stage_table(group: GroupSummary, *, compact: bool = False) -> Table:
             Column("stage", tuple(names), align="left"),
             Column(f"time ({tu.name})", tuple(times)),
             Column("share (%)", tuple(shares), show=total is not None),
+            *import_columns(stages, blank, tu),
             *_transfer_columns(stages, blank, compact),
             *_memory_columns(stages, blank, compact),
             Column("note", tuple(notes), align="left", show=informative(notes)),
         ]
     )
+
+
+def import_columns(stages: Sequence[StageSummary], blank: list[str], tu: Unit) -> list[Column]:
+    """Lazy imports inside each stage, the garbage collections outside them, and the
+    stage's own work without either; shown when the runs tracked imports
+    (profiler/measure/imports.py)."""
+    show = any(s.import_s for s in stages)
+
+    def cell(s: StageSummary, value: float | None) -> str:
+        return quantity(value, tu) if s.time is not None and value is not None else ""
+
+    imports = [cell(s, s.import_s) for s in stages] + blank
+    modules = [str(s.import_modules) if s.import_modules else "" for s in stages] + blank
+    gcs = [cell(s, s.gc_s) if s.gc_s else "" for s in stages] + blank
+    owns = [cell(s, s.own_s) for s in stages] + blank
+    return [
+        Column(f"imports ({tu.name})", tuple(imports), show=show),
+        Column("modules", tuple(modules), show=show),
+        Column(f"gc ({tu.name})", tuple(gcs), show=show and informative(gcs)),
+        Column(f"own ({tu.name})", tuple(owns), show=show),
+    ]
 
 
 def _total_rows(

@@ -12,6 +12,13 @@ import time
 
 _T_MAIN = time.monotonic_ns()
 
+# Lazy imports are timed from here on, before torch or transformers can be imported,
+# so every stage can report its imports apart from its own work.
+from profiler.measure.imports import ImportTracker  # noqa: E402
+
+IMPORTS = ImportTracker()
+IMPORTS.install()
+
 import dataclasses  # noqa: E402
 import json  # noqa: E402
 import os  # noqa: E402
@@ -75,6 +82,7 @@ def run_job(
     from profiler.measure.environment import fingerprint
 
     rec = Recorder(sync=None)
+    rec.imports = IMPORTS
     _start_process(rec, job, main_ns, in_process)
     folder, revision = _fetch_weights(rec, job)
 

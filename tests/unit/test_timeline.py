@@ -48,6 +48,13 @@ def test_innermost_span_on_a_thread_wins():
     assert got == {"init": 30, "import": 20}
 
 
+def test_gc_inside_an_import_is_import_time_and_gc_outside_is_its_own():
+    got, _ = phases(
+        [span("init", 0, 50), span("import", 10, 30), span("gc", 15, 20), span("gc", 40, 45)], 0, 50
+    )
+    assert got == {"init": 25, "import": 20, "gc": 5}
+
+
 def test_framing_spans_are_not_activities():
     got, _ = phases([span("frame", 0, 100), span("read", 10, 20)])
     assert got == {"read": 10, OTHER: 90}
