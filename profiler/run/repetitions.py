@@ -21,6 +21,7 @@ from pathlib import Path
 
 from profiler.caches.hub import hub_cache_env, temporary_hub_cache
 from profiler.caches.page import evict, residency, verify, warm
+from profiler.decode.options import check_decode_context
 from profiler.errors import UserError
 from profiler.records.job import LoadJob
 from profiler.records.run import CacheState, NativeView, RunRecord
@@ -144,6 +145,7 @@ def profile(req: ProfileRequest, log: Callable[[str], None] = lambda s: None) ->
     src = resolve_source(req, log)
     if src.folder is not None and not src.gguf_file:
         preflight(src.folder)
+        check_decode_context(src.folder, req.decode)  # prompt vs context, before loading
     execute: Execute = (
         (lambda job, env: run_in_process(job))
         if req.in_process
