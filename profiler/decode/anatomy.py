@@ -58,7 +58,7 @@ def model_anatomy(model: Any) -> ModelAnatomy:
         for g, v in sums.items()
         if v[3]
     )
-    notes = ()
+    notes: tuple[str, ...] = ()
     if tied:
         notes = (
             "the output head is tied to the input embedding: counted once, under "

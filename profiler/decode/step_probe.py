@@ -22,6 +22,7 @@ torch is imported inside the functions.
 from __future__ import annotations
 
 import dataclasses
+import os
 import time
 import warnings
 from collections.abc import Callable, Sequence
@@ -207,5 +208,6 @@ def with_bounds(
         matmul_dtype=matmul.dtype if matmul else None,
         matmul_method=matmul.method if matmul else None,
         energy_note=energy_note,
+        load_average_1m=os.getloadavg()[0] if hasattr(os, "getloadavg") else None,
         notes=record.notes + ((note,) if note else ()),
     )

@@ -92,6 +92,7 @@ class DecodeRecord:
     matmul_method: str | None = None
     step_profile: StepProfile | None = None  # profiled untimed calls (records/step.py)
     energy_note: str | None = None  # why energy_j is missing, when it is
+    load_average_1m: float | None = None  # os.getloadavg()[0] after the warm calls
 
     def to_dict(self) -> dict[str, Any]:
         d = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
