@@ -23,7 +23,7 @@ from profiler.analysis.decode_metrics import (
 from profiler.analysis.decode_noise import SPREAD_LIMIT, TAIL_LIMIT, DecodeNoise, decode_noise
 from profiler.analysis.stats import median
 from profiler.records.decode import DecodeRecord
-from profiler.render.format import count, num
+from profiler.render.format import num
 
 
 def _ms(seconds: float) -> str:
@@ -93,7 +93,7 @@ def attribution_line(
         f"{_ms(a.above_floor_s)} above it; {idle} {_ms(a.idle_s)}"
     )
     if launches:
-        text += f"; {count(round(median(launches)))} {what} per step"
+        text += f"; {round(median(launches)):,} {what} per step"
     if a.busy_capped:
         text += " (profiled busy time exceeded the timed step: capped at it)"
     return text + f"; bound by {LEVERS[(a.bound, on_gpu)]}"

@@ -75,7 +75,7 @@ def step_table(g: GroupSummary) -> Table | None:
             ),
             Column(
                 "launches/step" if gpu else "ops/step",
-                tuple(count(round(n)) if n is not None else MISSING for _, _, _, n in rows),
+                tuple(f"{round(n):,}" if n is not None else MISSING for _, _, _, n in rows),
             ),
             Column(
                 "bound",

@@ -144,8 +144,8 @@ def profile(req: ProfileRequest, log: Callable[[str], None] = lambda s: None) ->
             raise UserError(f"unknown page-cache state {s!r}: use cold, warm or uncontrolled")
     src = resolve_source(req, log)
     if src.folder is not None and not src.gguf_file:
-        preflight(src.folder)
         check_decode_context(src.folder, req.decode)  # prompt vs context, before loading
+        preflight(src.folder)
     execute: Execute = (
         (lambda job, env: run_in_process(job))
         if req.in_process
