@@ -127,8 +127,8 @@ def noise_line(n: DecodeNoise) -> str | None:
     if n.bimodal is not None:
         b = n.bimodal
         parts.append(
-            f"bimodal steps: {b.high_fraction:.0%} at {_ms(b.high_median_s)} against "
-            f"{_ms(b.low_median_s)} for the rest"
+            f"bimodal steps: {1 - b.high_fraction:.0%} near {_ms(b.low_median_s)}, "
+            f"{b.high_fraction:.0%} near {_ms(b.high_median_s)}"
         )
     cause = "; likely cause: " + "; ".join(n.causes) if n.causes else "; cause not measured"
     return "noisy decode: " + ", ".join(parts) + cause

@@ -9,6 +9,7 @@ lays them out for the console and the markdown report alike.
 from __future__ import annotations
 
 import os
+import textwrap
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -187,7 +188,8 @@ def console_lines(g: GroupSummary) -> list[str]:
     out: list[str] = []
     for title, t in _tables(g):
         out += [f"decode · {title}", render_table(t, "simple"), ""]
-    out += [f"  ! {line}" for line in noise_lines(g)]
+    for line in noise_lines(g):
+        out += textwrap.wrap(line, 100, initial_indent="  ! ", subsequent_indent="    ")
     return out
 
 
