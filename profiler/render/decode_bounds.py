@@ -174,7 +174,7 @@ def noise_lines(g: GroupSummary) -> list[str]:
     return out
 
 
-def _tables(g: GroupSummary) -> list[tuple[str, Table]]:
+def tables_of(g: GroupSummary) -> list[tuple[str, Table]]:
     named = [
         ("step attribution and energy (warm step = floor + above floor + idle)", step_table(g)),
         ("prompt-length sweep", sweep_table(g)),
@@ -186,7 +186,7 @@ def _tables(g: GroupSummary) -> list[tuple[str, Table]]:
 def console_lines(g: GroupSummary) -> list[str]:
     """The tables and noise lines for the terminal (empty when there is nothing)."""
     out: list[str] = []
-    for title, t in _tables(g):
+    for title, t in tables_of(g):
         out += [f"decode · {title}", render_table(t, "simple"), ""]
     for line in noise_lines(g):
         out += textwrap.wrap(line, 100, initial_indent="  ! ", subsequent_indent="    ")
@@ -197,7 +197,7 @@ def markdown_section(groups: Sequence[GroupSummary], images: Mapping[str, str]) 
     """The report's "What bounds a decode step" section (empty when nothing to show)."""
     out: list[str] = []
     for g in groups:
-        tables = _tables(g)
+        tables = tables_of(g)
         noise = noise_lines(g)
         if not tables and not noise:
             continue

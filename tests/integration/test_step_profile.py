@@ -112,3 +112,27 @@ def test_decode_records_carry_step_profile_matmul_rate_and_energy_note(tok):
     f = decode_figures([records[0]])
     a = step_attribution([records[0]], f)
     assert a is not None and a.parts_s == pytest.approx(f.step.median)
+
+
+@pytest.mark.gpu
+def test_step_profile_and_energy_on_gpu(tok):
+    if not torch.cuda.is_available():
+        pytest.skip("no CUDA device")
+    from profiler.analysis.decode_metrics import decode_energy
+    from profiler.measure.energy import EnergyMeter
+
+    model = llama(tied=False).to("cuda", torch.bfloat16)
+    spec = DecodeSpec(new_tokens=16, prompt_tokens=8, warm_calls=2)
+    matmul = measure_matmul("cuda", "bfloat16", n=1024, trials=2)
+    (r,) = profile_decode(model, tok, spec, device="cuda", bandwidth=None, matmul=matmul)
+    p = r.step_profile
+    assert p is not None and p.steps == 15
+    # 2 layers of a Llama: dozens of kernels per step, each launched from the host
+    assert p.kernels_per_step is not None and p.kernels_per_step >= 20
+    assert p.launches_per_step is not None and p.launches_per_step >= 20
+    assert p.busy_s is not None and 0 < p.busy_s < p.profiled_step_s
+    if EnergyMeter("cuda").available:
+        e = decode_energy([r])
+        assert e is not None and e.joules_per_token > 0 and e.mean_power_w > 0
+    else:
+        assert r.energy_note is not None and "NVML" in r.energy_note
