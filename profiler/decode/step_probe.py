@@ -33,19 +33,21 @@ from profiler.machine.matmul import MatmulRate
 from profiler.records.decode import DecodeRecord
 from profiler.records.step import StepProfile
 
-# Runtime and driver entry points that put work on a CUDA stream.
-LAUNCH_CALLS = frozenset(
-    {
-        "cudaLaunchKernel",
-        "cudaLaunchKernelExC",
-        "cuLaunchKernel",
-        "cuLaunchKernelEx",
-        "cudaLaunchCooperativeKernel",
-        "cudaGraphLaunch",
-        "cudaMemcpyAsync",
-        "cudaMemsetAsync",
-    }
+# Runtime and driver entry points that put work on a CUDA stream (by name prefix:
+# CUDA versions add suffixes such as cudaLaunchKernelExC_v11060).
+LAUNCH_PREFIXES = (
+    "cudaLaunchKernel",
+    "cuLaunchKernel",
+    "cudaLaunchCooperativeKernel",
+    "cudaGraphLaunch",
+    "cudaMemcpyAsync",
+    "cudaMemsetAsync",
 )
+
+
+def is_launch(name: str) -> bool:
+    """Whether a profiler event is a host call that puts work on a CUDA stream."""
+    return name.startswith(LAUNCH_PREFIXES)
 TOP_OPS = 5
 
 
@@ -113,7 +115,7 @@ def _top_level(events: Sequence[Any]) -> list[Any]:
     if not by_thread:
         return []
     main = max(by_thread, key=lambda t: by_thread[t])
-    return [e for e in cpu if e.thread == main and e.name not in LAUNCH_CALLS]
+    return [e for e in cpu if e.thread == main and not is_launch(e.name)]
 
 
 def _top_ops(events: Sequence[Any], steps: int) -> tuple[tuple[str, float], ...]:
@@ -132,7 +134,7 @@ def _summarize(events: Sequence[Any], steps: int, wall_s: float, on_cuda: bool) 
     if on_cuda:
         device = [e for e in events if e.device_type == DeviceType.CUDA]
         spans = [(e.time_range.start, e.time_range.end) for e in device]
-        launches = sum(1 for e in events if e.name in LAUNCH_CALLS)
+        launches = sum(1 for e in events if is_launch(e.name))
         return StepProfile(
             steps=steps,
             profiled_step_s=wall_s,

@@ -154,7 +154,7 @@ def render_console(runs: Sequence[RunRecord]) -> str:
                 out += _wrap(definitions)
             out += _text_block(g)
             out.append("")
-            out += decode_bounds.console_lines(g)
+            out += decode_bounds.console_lines(g, subject)
         shared, own = split_shared([findings(g, brief=True) for g in subject])
         if shared or any(own):
             out.append("notes")

@@ -23,6 +23,7 @@ from profiler.analysis.decode_metrics import (
     step_attribution,
 )
 from profiler.analysis.decode_noise import decode_noise
+from profiler.analysis.energy import stage_energy
 from profiler.analysis.step_text import SHORT_BOUNDS, noise_line
 from profiler.analysis.summaries import GroupSummary
 from profiler.records.decode import DecodeRecord
@@ -174,19 +175,49 @@ def noise_lines(g: GroupSummary) -> list[str]:
     return out
 
 
-def tables_of(g: GroupSummary) -> list[tuple[str, Table]]:
+def stage_energy_table(g: GroupSummary) -> Table | None:
+    """Joules and mean power per load stage (NVML), None when no stage has energy."""
+    rows = stage_energy([r for r in g.runs if r.status == "ok"])
+    if not rows:
+        return None
+    return make_table(
+        [
+            Column("stage", tuple(e.name for e in rows), "left"),
+            Column("energy (J)", tuple(num(e.joules) for e in rows)),
+            Column(
+                "mean power (W)",
+                tuple(num(e.mean_power_w) if e.mean_power_w else MISSING for e in rows),
+            ),
+        ]
+    )
+
+
+def tables_of(g: GroupSummary, anatomy: bool = True) -> list[tuple[str, Table]]:
+    """The titled tables of one group; ``anatomy`` False leaves the model's anatomy out
+    (it is the same for every group of one model: shown once)."""
     named = [
         ("step attribution and energy (warm step = floor + above floor + idle)", step_table(g)),
         ("prompt-length sweep", sweep_table(g)),
-        ("model anatomy (unique tensors; tied weights once)", anatomy_table(g)),
+        (
+            "model anatomy (unique tensors; tied weights once)",
+            anatomy_table(g) if anatomy else None,
+        ),
+        ("load energy by stage (whole GPU, NVML)", stage_energy_table(g)),
     ]
     return [(title, t) for title, t in named if t is not None]
 
 
-def console_lines(g: GroupSummary) -> list[str]:
-    """The tables and noise lines for the terminal (empty when there is nothing)."""
+def _shows_anatomy(g: GroupSummary, groups: Sequence[GroupSummary]) -> bool:
+    """Anatomy is shown with the last group of its model that has decode."""
+    same = [x for x in groups if x.key.model == g.key.model and x.decode]
+    return bool(same) and same[-1] is g
+
+
+def console_lines(g: GroupSummary, groups: Sequence[GroupSummary] = ()) -> list[str]:
+    """The tables and noise lines for the terminal (empty when there is nothing);
+    ``groups`` (all shown) lets the anatomy appear once per model."""
     out: list[str] = []
-    for title, t in tables_of(g):
+    for title, t in tables_of(g, _shows_anatomy(g, groups) if groups else True):
         out += [f"decode · {title}", render_table(t, "simple"), ""]
     for line in noise_lines(g):
         out += textwrap.wrap(line, 100, initial_indent="  ! ", subsequent_indent="    ")
@@ -197,7 +228,7 @@ def markdown_section(groups: Sequence[GroupSummary], images: Mapping[str, str]) 
     """The report's "What bounds a decode step" section (empty when nothing to show)."""
     out: list[str] = []
     for g in groups:
-        tables = tables_of(g)
+        tables = tables_of(g, _shows_anatomy(g, groups))
         noise = noise_lines(g)
         if not tables and not noise:
             continue

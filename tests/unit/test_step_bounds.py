@@ -236,3 +236,12 @@ def test_records_round_trip_with_and_without_new_fields():
     for k in ("step_profile", "matmul_tflops", "energy_note", "load_average_1m"):
         old.pop(k)
     assert DecodeRecord.from_dict(old).step_profile is None
+
+
+def test_launch_names_are_recognised_by_prefix():
+    from profiler.decode.step_probe import is_launch
+
+    for name in ("cudaLaunchKernel", "cudaLaunchKernelExC_v11060", "cuLaunchKernelEx"):
+        assert is_launch(name)
+    assert is_launch("cudaGraphLaunch")
+    assert not is_launch("aten::mm") and not is_launch("cudaStreamSynchronize")
