@@ -245,3 +245,41 @@ def test_launch_names_are_recognised_by_prefix():
         assert is_launch(name)
     assert is_launch("cudaGraphLaunch")
     assert not is_launch("aten::mm") and not is_launch("cudaStreamSynchronize")
+
+
+def test_stage_energy_and_the_report_tables_with_energy_and_attribution():
+    from dataclasses import replace
+
+    from profiler.analysis.energy import stage_energy
+    from profiler.analysis.summaries import summarize_runs
+    from profiler.render.decode_bounds import console_lines, markdown_section
+    from tests.support import fake_runs as fr
+
+    runs = []
+    for i, r in enumerate(fr.gpu_cold_warm(n=1)):
+        stages = tuple(
+            replace(st, counters={**st.counters, "energy_j": 100.0 * (i + 1)})
+            if st.name == "h2d_copy" and st.status == "ok"
+            else st
+            for st in r.stages
+        )
+        decode = tuple(
+            replace(
+                d,
+                step_profile=profile(5.9),
+                calls=tuple(replace(c, energy_j=320.0) for c in d.calls),
+            )
+            for d in r.decode
+        )
+        runs.append(replace(r, stages=stages, decode=decode))
+    (h2d,) = stage_energy(runs[:1])
+    t = next(st for st in runs[0].stages if st.name == "h2d_copy")
+    assert h2d.name == "h2d_copy" and h2d.joules == 100.0
+    assert h2d.mean_power_w == pytest.approx(100.0 / t.duration_s)
+    groups = summarize_runs(runs)
+    md = "\n".join(markdown_section(groups, {}))
+    assert "## What bounds a decode step" in md
+    assert "GPU busy (ms) |" in md and "launches/step" in md and "J/token" in md
+    assert "Load energy by stage" in md and "| h2d_copy " in md
+    text = "\n".join(console_lines(groups[0], groups))
+    assert "decode · step attribution" in text
