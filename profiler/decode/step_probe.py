@@ -1,8 +1,8 @@
 """Where a decode step's time goes: the torch profiler over the steps of an untimed call.
 
 A streamer starts ``torch.profiler`` when token 0 (the prefill's) arrives and stops
-it when the last token arrives, so the window holds exactly ``new_tokens - 1``
-decode steps and no prefill. The call is extra (never one of the timed calls): the
+it :data:`MAX_PROFILED_STEPS` tokens later (or at the last token), so the window
+holds only decode steps, no prefill. The call is extra (never one of the timed calls): the
 profiler's own overhead must not touch the step time it helps to explain.
 
 From the window:
@@ -49,6 +49,10 @@ def is_launch(name: str) -> bool:
     """Whether a profiler event is a host call that puts work on a CUDA stream."""
     return name.startswith(LAUNCH_PREFIXES)
 TOP_OPS = 5
+# At most this many steps are profiled: a 7B model launches over a thousand kernels
+# a step, and torch parses every profiler event in Python, so 64 profiled steps
+# would cost tens of seconds. Steps are alike apart from the KV length.
+MAX_PROFILED_STEPS = 16
 
 
 def union_length(intervals: Sequence[tuple[float, float]]) -> float:
@@ -171,11 +175,11 @@ def profile_steps(
     on_cuda = sync is not None
     acts = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if on_cuda else [])
     prof = profile(activities=acts)
-    window = _streamer(prof, new_tokens, sync)
+    window = _streamer(prof, min(new_tokens, MAX_PROFILED_STEPS + 1), sync)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the profiler warns per cycle on some builds
         model.generate(**inputs, generation_config=gen_config, streamer=window)
-    steps = new_tokens - 1
+    steps = window.n - 1
     wall = (window.t1 - window.t0) / 1e9 / steps if window.t1 > window.t0 else 0.0
     return _summarize(list(prof.events()), steps, wall, on_cuda)
 
