@@ -219,9 +219,10 @@ def console_lines(g: GroupSummary, groups: Sequence[GroupSummary] = ()) -> list[
     out: list[str] = []
     for title, t in tables_of(g, _shows_anatomy(g, groups) if groups else True):
         out += [f"decode · {title}", render_table(t, "simple"), ""]
-    for line in noise_lines(g):
+    noise = noise_lines(g)
+    for line in noise:
         out += textwrap.wrap(line, 100, initial_indent="  ! ", subsequent_indent="    ")
-    return out
+    return out + ([""] if noise else [])
 
 
 def markdown_section(groups: Sequence[GroupSummary], images: Mapping[str, str]) -> list[str]:
