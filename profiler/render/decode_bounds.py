@@ -9,7 +9,6 @@ lays them out for the console and the markdown report alike.
 from __future__ import annotations
 
 import os
-import textwrap
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -214,15 +213,12 @@ def _shows_anatomy(g: GroupSummary, groups: Sequence[GroupSummary]) -> bool:
 
 
 def console_lines(g: GroupSummary, groups: Sequence[GroupSummary] = ()) -> list[str]:
-    """The tables and noise lines for the terminal (empty when there is nothing);
+    """The tables for the terminal (empty when there is nothing; noise is a finding);
     ``groups`` (all shown) lets the anatomy appear once per model."""
     out: list[str] = []
     for title, t in tables_of(g, _shows_anatomy(g, groups) if groups else True):
         out += [f"decode · {title}", render_table(t, "simple"), ""]
-    noise = noise_lines(g)
-    for line in noise:
-        out += textwrap.wrap(line, 100, initial_indent="  ! ", subsequent_indent="    ")
-    return out + ([""] if noise else [])
+    return out
 
 
 def markdown_section(groups: Sequence[GroupSummary], images: Mapping[str, str]) -> list[str]:
@@ -230,13 +226,11 @@ def markdown_section(groups: Sequence[GroupSummary], images: Mapping[str, str]) 
     out: list[str] = []
     for g in groups:
         tables = tables_of(g, _shows_anatomy(g, groups))
-        noise = noise_lines(g)
-        if not tables and not noise:
+        if not tables:
             continue
         out += [f"### {g.key.model} · {g.key.cache}", ""] if len(groups) > 1 else []
         for title, t in tables:
             out += [f"**{title[0].upper()}{title[1:]}**", "", render_table(t, "pipe"), ""]
-        out += [f"- ⚠ {line}" for line in noise] + ([""] if noise else [])
     if not out:
         return []
     head = [

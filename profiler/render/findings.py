@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from profiler.analysis.decode_text import hook_overhead_line
 from profiler.analysis.summaries import GroupSummary, native_gap
 from profiler.records.run import Environment
+from profiler.render.decode_bounds import noise_lines
 from profiler.render.format import human_seconds, human_summary, percent
 
 
@@ -118,6 +119,7 @@ def findings(group: GroupSummary, brief: bool = False) -> list[str]:
             )
         for n in d.notes if not brief else ():
             out.append(f"decode batch {d.batch_size}: {n}")
+    out.extend(f"decode {line}" for line in noise_lines(group))  # bimodal or wide spread
     if group.n_runs == 1:
         out.append("one repetition: no spread; repeat the run for medians.")
     if len(group.tool_versions) > 1:

@@ -182,7 +182,6 @@ def test_markdown_sections_in_order() -> None:
         "## Cold vs warm",
         "## Native vs staged",
         "## Decode",
-        "## What bounds a decode step",  # the fake decode is noisy: flagged there
         "## Environment",
         "## Notes and warnings",
     ]

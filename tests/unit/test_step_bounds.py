@@ -283,3 +283,21 @@ def test_stage_energy_and_the_report_tables_with_energy_and_attribution():
     assert "Load energy by stage" in md and "| h2d_copy " in md
     text = "\n".join(console_lines(groups[0], groups))
     assert "decode · step attribution" in text
+
+
+def test_noise_is_a_finding_with_its_cause():
+    from dataclasses import replace
+
+    from profiler.analysis.summaries import summarize_runs
+    from profiler.render.findings import findings
+    from tests.support import fake_runs as fr
+
+    run = fr.cpu_cold_warm(n=1)[0]
+    noisy = rec([call(5, [10.0] * 30), call(5, [30.0] * 30), call(5, [10.0] * 30)])
+    quiet = rec([call(5, [10.0] * 30) for _ in range(3)])
+    for d, expect in ((noisy, True), (quiet, False)):
+        (g,) = summarize_runs([replace(run, decode=(replace(d, load_average_1m=6.0),))])
+        items = [i for i in findings(g) if "noisy decode" in i]
+        assert bool(items) is expect
+        if expect:
+            assert "load average 6.0 on" in items[0] and "bimodal steps" in items[0]
