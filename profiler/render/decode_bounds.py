@@ -163,6 +163,18 @@ def anatomy_table(g: GroupSummary) -> Table | None:
     )
 
 
+def energy_notes(g: GroupSummary) -> list[str]:
+    """Why energy is missing, once per distinct reason (empty when it was measured)."""
+    notes = [
+        d.energy_note
+        for recs in _shapes(g)
+        if decode_energy(recs) is None
+        for d in recs
+        if d.energy_note
+    ]
+    return list(dict.fromkeys(notes))
+
+
 def noise_lines(g: GroupSummary) -> list[str]:
     """The noise verdict of each decode shape that is noisy, one line each."""
     out = []
@@ -231,6 +243,8 @@ def markdown_section(groups: Sequence[GroupSummary], images: Mapping[str, str]) 
         out += [f"### {g.key.model} · {g.key.cache}", ""] if len(groups) > 1 else []
         for title, t in tables:
             out += [f"**{title[0].upper()}{title[1:]}**", "", render_table(t, "pipe"), ""]
+        out += [f"{note[0].upper()}{note[1:]}." for note in energy_notes(g)]
+        out += [""] if energy_notes(g) else []
     if not out:
         return []
     head = [
