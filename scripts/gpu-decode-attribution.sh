@@ -7,7 +7,9 @@
 #   summary.md                                              the figures to quote
 #   gpu-tests.txt                                           pytest -m gpu of this part
 # Usage: bash scripts/gpu-decode-attribution.sh OUT_DIR        (about 4 minutes)
-# CPU dry run of the same steps: DEVICE=cpu MODEL=synthetic:tiny DTYPE=float32 bash ... OUT
+# CPU dry run of the same steps (small, to check the script itself):
+#   DEVICE=cpu MODEL=synthetic:tiny DTYPE=float32 CEILINGS=off NEW_TOKENS=8 SWEEP=32,256 \
+#     bash scripts/gpu-decode-attribution.sh /tmp/i14b-dry
 set -uo pipefail
 OUT="${1:-${OUT:-/tmp/llmprof-i14b}}"
 mkdir -p "$OUT"
@@ -15,6 +17,8 @@ DEVICE="${DEVICE:-cuda}"
 MODEL="${MODEL:-synthetic:qwen2-7b}"
 DTYPE="${DTYPE:-bfloat16}"
 CEILINGS="${CEILINGS:-quick}"
+NEW="${NEW_TOKENS:-64}"
+SWEEP="${SWEEP:-32,512,2048}"
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" HF_HUB_OFFLINE=1 PYTHONUNBUFFERED=1
 export CUDA_DEVICE_ORDER=PCI_BUS_ID LLMPROF_PROGRESS=0
 PY="${PYTHON:-python3}"
@@ -31,15 +35,15 @@ fi
 step "build $MODEL (random weights; not part of any profile)"
 llmprof models --build "$MODEL" 2>&1 | tail -1
 
-step "decode: plain generate(), prompt 32, 64 new tokens, 3 warm calls"
-llmprof decode "$MODEL" --device "$DEVICE" --dtype "$DTYPE" --prompt-tokens 32 --new-tokens 64 \
+step "decode: plain generate(), prompt 32, $NEW new tokens, 3 warm calls"
+llmprof decode "$MODEL" --device "$DEVICE" --dtype "$DTYPE" --prompt-tokens 32 --new-tokens "$NEW" \
   --warm-calls 3 --ceilings "$CEILINGS" --json "$OUT/decode.json" --report "$OUT/report.md" \
   > "$OUT/decode.txt" 2> "$OUT/decode.err"
 echo "exit $?"; tail -25 "$OUT/decode.txt"
 
-step "prompt-length sweep: 32, 512, 2048 (64 new tokens, 2 warm calls)"
-llmprof decode "$MODEL" --device "$DEVICE" --dtype "$DTYPE" --prompt-tokens 32,512,2048 \
-  --new-tokens 64 --warm-calls 2 --ceilings off --json "$OUT/sweep.json" --report "$OUT/sweep.md" \
+step "prompt-length sweep: $SWEEP ($NEW new tokens, 2 warm calls)"
+llmprof decode "$MODEL" --device "$DEVICE" --dtype "$DTYPE" --prompt-tokens "$SWEEP" \
+  --new-tokens "$NEW" --warm-calls 2 --ceilings off --json "$OUT/sweep.json" --report "$OUT/sweep.md" \
   > "$OUT/sweep.txt" 2> "$OUT/sweep.err"
 echo "exit $?"; grep -A8 "prompt-length sweep" "$OUT/sweep.txt"
 
