@@ -48,6 +48,8 @@ LAUNCH_PREFIXES = (
 def is_launch(name: str) -> bool:
     """Whether a profiler event is a host call that puts work on a CUDA stream."""
     return name.startswith(LAUNCH_PREFIXES)
+
+
 TOP_OPS = 5
 # At most this many steps are profiled: a 7B model launches over a thousand kernels
 # a step, and torch parses every profiler event in Python, so 64 profiled steps
