@@ -47,6 +47,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
+from profiler.analysis.rates import dtype_size
 from profiler.analysis.stats import Summary, median, summarize
 from profiler.records.decode import DecodeCall, DecodeRecord
 
@@ -269,3 +270,146 @@ def record_hook_overhead(records: Sequence[DecodeRecord]) -> HookOverhead | None
     plain = [x for d in records for x in d.plain_calls_s]
     hooked = [c.wall_s for d in records for c in d.calls]
     return hook_overhead(plain, hooked)
+
+
+# --- what bounds a step (issue 14): attribution, matmul floor, energy ---------------
+#
+# Attribution of the timed warm step ``step_s`` into three parts that sum to it:
+#   floor  the least time the step's work can take: the larger of the memory floor
+#          (bytes per step / bandwidth) and the matmul floor (2 x weight elements x
+#          batch / the matmul rate measured in the run's dtype), capped at busy;
+#   busy above the floor: time the device (GPU kernels; on the CPU, torch ops) was
+#          busy beyond that floor: kernel inefficiency, attention, small ops;
+#   idle   step - busy: the device waited (GPU: for the host to launch; CPU: Python
+#          and generate()'s bookkeeping between ops).
+# busy comes from profiled untimed calls (records/step.py) and is capped at the step.
+# The binding resource is the largest part.
+
+# The bound names :func:`attribute_step` gives.
+BOUND_HOST = "host"
+BOUND_MEMORY = "memory bandwidth"
+BOUND_MATMUL = "matmul rate"
+BOUND_KERNELS = "device time above the floor"
+
+
+@dataclass(frozen=True)
+class StepAttribution:
+    """A warm step split into floor + busy above the floor + idle (seconds)."""
+
+    step_s: float
+    floor_s: float
+    above_floor_s: float
+    idle_s: float
+    memory_floor_s: float | None
+    matmul_floor_s: float | None
+    busy_s: float  # measured busy time, capped at the step
+    busy_capped: bool  # the profiled busy time exceeded the timed step
+    bound: str  # one of the BOUND_* names
+
+    @property
+    def parts_s(self) -> float:
+        return self.floor_s + self.above_floor_s + self.idle_s
+
+
+def step_matmul_flops(weight_bytes: int, dtype_bytes: int, batch: int) -> float:
+    """Matmul FLOPs of one decode step: 2 per weight element per sequence."""
+    if dtype_bytes <= 0:
+        raise ValueError("dtype size must be positive")
+    return 2.0 * weight_bytes / dtype_bytes * batch
+
+
+def attribute_step(
+    step_s: float, busy_s: float, memory_floor_s: float | None, matmul_floor_s: float | None
+) -> StepAttribution:
+    """Split ``step_s`` into floor, busy above the floor and idle (see above)."""
+    if step_s <= 0 or busy_s < 0:
+        raise ValueError("step must be positive and busy time not negative")
+    busy = min(busy_s, step_s)
+    floors = [f for f in (memory_floor_s, matmul_floor_s) if f is not None]
+    floor = min(max(floors), busy) if floors else 0.0
+    above = busy - floor
+    idle = step_s - busy
+    if idle >= max(floor, above):
+        bound = BOUND_HOST
+    elif floor >= above:
+        mem = memory_floor_s or 0.0
+        bound = BOUND_MEMORY if mem >= (matmul_floor_s or 0.0) else BOUND_MATMUL
+    else:
+        bound = BOUND_KERNELS
+    return StepAttribution(
+        step_s=step_s,
+        floor_s=floor,
+        above_floor_s=above,
+        idle_s=idle,
+        memory_floor_s=memory_floor_s,
+        matmul_floor_s=matmul_floor_s,
+        busy_s=busy,
+        busy_capped=busy_s > step_s,
+        bound=bound,
+    )
+
+
+def matmul_rate(records: Sequence[DecodeRecord]) -> tuple[float, str] | None:
+    """(TFLOP/s, dtype) measured in the runs' own dtype: median over the records."""
+    rates = [d.matmul_tflops for d in records if d.matmul_tflops]
+    dtypes = {d.matmul_dtype for d in records if d.matmul_tflops and d.matmul_dtype}
+    if not rates or len(dtypes) != 1:
+        return None
+    return median(rates), dtypes.pop()
+
+
+def step_attribution(
+    records: Sequence[DecodeRecord], figures: DecodeFigures
+) -> StepAttribution | None:
+    """:func:`attribute_step` of a shape's timed step with its profiled busy time
+    (median over the records that have one); None without either."""
+    busy = [d.step_profile.busy_s for d in records if d.step_profile and d.step_profile.busy_s]
+    if figures.step is None or figures.step.median <= 0 or not busy:
+        return None
+    mem = None
+    if figures.bytes_per_step and figures.bandwidth_gbps:
+        mem = figures.bytes_per_step / (figures.bandwidth_gbps * 1e9)
+    mat = None
+    rate = matmul_rate(records)
+    weight = _median_int(d.weight_bytes for d in records)
+    size = dtype_size(rate[1]) if rate else None
+    if rate and weight and size:
+        flops = step_matmul_flops(weight, size, figures.batch_size)
+        mat = flops / (rate[0] * 1e12)
+    return attribute_step(figures.step.median, median(busy), mem, mat)
+
+
+@dataclass(frozen=True)
+class DecodeEnergy:
+    """Energy of the warm calls: medians over the calls that have it."""
+
+    joules_per_call: float
+    joules_per_token: float  # per generated token (batch x new tokens), prefill included
+    mean_power_w: float  # joules over the call's wall time
+    n_calls: int
+
+
+def joules_per_token(energy_j: float, new_tokens: int, batch: int) -> float:
+    """Energy of a call over the tokens it generated (every sequence's)."""
+    if new_tokens <= 0 or batch <= 0:
+        raise ValueError("tokens and batch must be positive")
+    return energy_j / (new_tokens * batch)
+
+
+def decode_energy(records: Sequence[DecodeRecord]) -> DecodeEnergy | None:
+    """Joules per call and per token and mean power of the warm calls; None when NVML
+    gave no energy (``DecodeRecord.energy_note`` says why)."""
+    rows = [
+        (c.energy_j, c.wall_s, d.new_tokens, d.batch_size)
+        for d in records
+        for c in d.calls
+        if c.energy_j is not None and c.wall_s > 0
+    ]
+    if not rows:
+        return None
+    return DecodeEnergy(
+        joules_per_call=median([e for e, _, _, _ in rows]),
+        joules_per_token=median([joules_per_token(e, n, b) for e, _, n, b in rows]),
+        mean_power_w=median([e / w for e, w, _, _ in rows]),
+        n_calls=len(rows),
+    )

@@ -17,10 +17,12 @@ from profiler.analysis.decode_metrics import (
     ceilings_source,
     decode_figures,
     group_by_shape,
+    matmul_rate,
     prefill_mfu,
 )
 from profiler.analysis.grouping import RunGroup, key_of
 from profiler.analysis.stats import median
+from profiler.analysis.step_text import step_lines
 from profiler.analysis.summaries import StageSummary, summarize_group
 from profiler.machine.bounds import (
     DESCRIPTIONS,
@@ -31,6 +33,7 @@ from profiler.machine.bounds import (
     pick_ceiling,
 )
 from profiler.records.ceilings import Ceilings
+from profiler.records.decode import DecodeRecord
 from profiler.records.run import RunRecord
 from profiler.render.format import human_seconds, num, percent_text, ratio
 
@@ -321,16 +324,32 @@ def _decode_lines(
         if line is None:
             continue
         lines.append(line)
-        prefill = _prefill_line(f, ceilings, num_params, device, runs[0].dtype_resolved)
+        prefill = _prefill_line(f, ceilings, num_params, device, runs[0].dtype_resolved, recs)
         if prefill:
             lines.append(prefill)
+        lines.extend(step_lines(recs, f, device, runs[0].environment.cpu_count))
     return lines
 
 
 def _prefill_line(
-    f: DecodeFigures, ceilings: Ceilings | None, num_params: int | None, device: str, dtype: str
+    f: DecodeFigures,
+    ceilings: Ceilings | None,
+    num_params: int | None,
+    device: str,
+    dtype: str,
+    records: Sequence[DecodeRecord] = (),
 ) -> str | None:
-    if f.ttft is None or f.ttft.median <= 0 or not num_params or ceilings is None:
+    if f.ttft is None or f.ttft.median <= 0 or not num_params:
+        return None
+    own = matmul_rate(records)
+    if own is not None:  # measured in the run's own dtype: the rate its matmuls could reach
+        mfu = prefill_mfu(num_params, f.prompt_tokens, f.batch_size, f.ttft.median, own[0])
+        return (
+            f"prefill (batch {f.batch_size}, {f.prompt_tokens} prompt tokens): first token "
+            f"after {f.ttft.median * 1e3:.1f} ms = {_pct(mfu)} of the {own[1]} matmul rate "
+            f"measured in the run ({_rate(own[0])} TFLOP/s); that time includes one decode step"
+        )
+    if ceilings is None:
         return None
     c = matmul_ceiling(ceilings, device)
     if c is None or not c.value:

@@ -132,7 +132,11 @@ def add_decode_arguments(p: argparse.ArgumentParser, default_on: bool = True) ->
         help="tokens generated per call, forced (min = max) [64]",
     )
     g.add_argument("--prompt", help="prompt text [a fixed English sentence]")
-    g.add_argument("--prompt-tokens", type=int, metavar="N", help="use exactly N prompt tokens")
+    g.add_argument(
+        "--prompt-tokens",
+        metavar="N[,N...]",
+        help="use exactly N prompt tokens; several lengths sweep TTFT and step time over them",
+    )
     g.add_argument("--chat", action="store_true", help="wrap the prompt in the chat template")
     g.add_argument("--batch", default="1", metavar="B[,B...]", help="batch sizes to sweep [1]")
     g.add_argument("--temperature", type=float, default=0.0, help="0 = greedy [0]")
@@ -164,16 +168,32 @@ def parse_batches(text: str) -> tuple[int, ...]:
         raise UserError(f"--batch {text!r}: give whole numbers such as 1,4,16") from None
 
 
+def parse_prompt_lengths(text: str | None) -> tuple[int, ...]:
+    """``--prompt-tokens 32,512,2048`` as numbers; their values are checked with the spec."""
+    if text is None:
+        return ()
+    if isinstance(text, int):  # a caller that still passes one number
+        return (text,)
+    try:
+        return tuple(int(x) for x in str(text).split(",") if x.strip())
+    except ValueError:
+        raise UserError(
+            f"--prompt-tokens {text!r}: give whole numbers such as 32,512,2048"
+        ) from None
+
+
 def decode_spec(args: argparse.Namespace, enabled: bool) -> DecodeSpec:
     """The decode part of the request, checked before any child process starts."""
     from profiler.decode.options import validate_decode_spec
 
+    lengths = parse_prompt_lengths(args.prompt_tokens)
     spec = DecodeSpec(
         enabled=enabled,
         batch_sizes=parse_batches(args.batch),
         new_tokens=args.new_tokens,
         prompt=args.prompt,
-        prompt_tokens=args.prompt_tokens,
+        prompt_tokens=lengths[0] if lengths else None,
+        prompt_sweep=lengths if len(lengths) > 1 else (),
         chat=args.chat,
         temperature=args.temperature,
         seed=args.seed,

@@ -76,10 +76,13 @@ from profiler.decode.model_facts import (
     kv_bytes_per_token,
     weight_read_bytes,
 )
-from profiler.decode.options import validate_decode_spec
+from profiler.decode.options import sweep_specs, validate_decode_spec
 from profiler.decode.prompt import build_inputs, prompt_ids
+from profiler.decode.step_probe import StepInputs, with_bounds
 from profiler.errors import UserError
 from profiler.machine.bandwidth import BandwidthResult
+from profiler.machine.matmul import MatmulRate
+from profiler.measure.energy import EnergyMeter, energy_between
 from profiler.records.decode import DecodeCall, DecodeRecord
 from profiler.records.job import DecodeSpec
 
@@ -158,6 +161,7 @@ class _Decoder:
     how: str  # greedy or sampled, as a note
     prompt_len: int
     sync: Callable[[], None] | None  # device synchronize on CUDA, else None
+    energy: EnergyMeter | None = None  # NVML energy counter around each timed call
 
     def _generate(self, inputs: dict, clock: Any, return_dict: bool) -> tuple[int, int, Any]:
         """(start ns, end ns, output) of one generate(), checked for its token count."""
@@ -199,12 +203,15 @@ class _Decoder:
     def timed(self, inputs: dict) -> tuple[DecodeCall, int, Any]:
         """A hooked call: its timestamps, the hook's own time (ns) and the output."""
         clock = make_token_clock(self.sync)
+        e0 = self.energy.read_j() if self.energy is not None else None
         start, end, out = self._generate(inputs, clock, return_dict=False)
+        e1 = self.energy.read_j() if e0 is not None and self.energy is not None else None
         call = DecodeCall(
             start_ns=start,
             end_ns=end,
             token_times_ns=tuple(clock.token_times_ns),
             prompt_start_ns=clock.prompt_start_ns,
+            energy_j=energy_between(e0, e1),
         )
         return call, clock.self_ns, out
 
@@ -264,6 +271,7 @@ def profile_decode(
     *,
     device: str,
     bandwidth: BandwidthResult | None,
+    matmul: MatmulRate | None = None,
 ) -> list[DecodeRecord]:
     """Profile ``generate()`` at each batch size of ``spec``; one record per size.
 
@@ -276,6 +284,9 @@ def profile_decode(
     :func:`decode_skip_reason` first to skip instead) or a call that stopped early.
     """
     validate_decode_spec(spec)
+    if spec.prompt_sweep:  # one profile per prompt length, each its own records
+        kw: dict[str, Any] = {"device": device, "bandwidth": bandwidth, "matmul": matmul}
+        return [r for one in sweep_specs(spec) for r in profile_decode(model, tokenizer, one, **kw)]
     reason = decode_skip_reason(model)
     if reason is not None:
         raise UserError(reason)
@@ -285,7 +296,8 @@ def profile_decode(
         spec, context_length=context_length_of(model.config), prompt_length=prompt_len
     )
     gen_config, how = _generation_config(model, spec, tokenizer)
-    decoder = _Decoder(model, tokenizer, spec, device, gen_config, how, prompt_len, sync)
+    energy = EnergyMeter(device)
+    decoder = _Decoder(model, tokenizer, spec, device, gen_config, how, prompt_len, sync, energy)
     facts = _Facts.of(model, device)
     # A full garbage collection walks every object torch and transformers created
     # (0.2-0.4 s here); landing inside a call it would show up as one huge token
@@ -295,7 +307,15 @@ def profile_decode(
     gc.collect()
     gc.freeze()
     try:
-        return [_profile_batch(decoder, facts, batch, bandwidth) for batch in spec.batch_sizes]
+        return [
+            with_bounds(
+                _profile_batch(decoder, facts, batch, bandwidth),
+                StepInputs(model, build_inputs(tokenizer, spec, batch, device), gen_config, sync),
+                matmul,
+                energy.reason,
+            )
+            for batch in spec.batch_sizes
+        ]
     finally:
         if not already_frozen:
             gc.unfreeze()

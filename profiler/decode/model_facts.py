@@ -64,6 +64,33 @@ def kv_bytes_per_token(config: Any, dtype_bytes: int) -> int | None:
     return 2 * layers * kv_heads * head_dim * dtype_bytes
 
 
+def tensor_key(t: Any) -> tuple[int, int, str]:
+    """Identity of a tensor's storage: tied parameters share it."""
+    return (t.data_ptr(), t.numel(), str(t.dtype))
+
+
+def lookup_table_keys(model: Any) -> set[tuple[int, int, str]]:
+    """Keys (:func:`tensor_key`) of the embedding tables used only for lookups: input
+    or position embeddings not tied to the output head."""
+    import torch
+
+    out_emb = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None
+    out_weight = getattr(out_emb, "weight", None)
+    out_key = tensor_key(out_weight) if isinstance(out_weight, torch.Tensor) else None
+    tables: set[tuple[int, int, str]] = set()
+    modules = list(model.modules())
+    inp = model.get_input_embeddings() if hasattr(model, "get_input_embeddings") else None
+    if inp is not None:
+        modules.append(inp)
+    for m in modules:
+        w = getattr(m, "weight", None)
+        if (isinstance(m, torch.nn.Embedding) or m is inp) and isinstance(w, torch.Tensor):
+            k = tensor_key(w)
+            if k != out_key:
+                tables.add(k)
+    return tables
+
+
 def weight_read_bytes(model: Any) -> tuple[int, int]:
     """Bytes of weights one decode step reads, and the embedding bytes left out.
 
@@ -74,31 +101,11 @@ def weight_read_bytes(model: Any) -> tuple[int, int]:
     table. The output head (``lm_head``) reads its full matrix every step and is kept,
     also when it is tied to the input embedding. Returns ``(bytes_read, left_out)``.
     """
-    import torch
-
-    out_emb = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None
-    out_weight = getattr(out_emb, "weight", None)
-
-    def key(t: Any) -> tuple[int, int, str]:
-        return (t.data_ptr(), t.numel(), str(t.dtype))
-
-    out_key = key(out_weight) if isinstance(out_weight, torch.Tensor) else None
-    lookup_tables: set[tuple[int, int, str]] = set()
-    modules = list(model.modules())
-    inp = model.get_input_embeddings() if hasattr(model, "get_input_embeddings") else None
-    if inp is not None:
-        modules.append(inp)
-    for m in modules:
-        w = getattr(m, "weight", None)
-        if (isinstance(m, torch.nn.Embedding) or m is inp) and isinstance(w, torch.Tensor):
-            k = key(w)
-            if k != out_key:
-                lookup_tables.add(k)
-
+    lookup_tables = lookup_table_keys(model)
     seen: set[tuple[int, int, str]] = set()
     read = left_out = 0
     for p in model.parameters():
-        k = key(p)
+        k = tensor_key(p)
         if k in seen:
             continue
         seen.add(k)

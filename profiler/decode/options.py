@@ -9,7 +9,11 @@ same names with underscores.
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import math
+from pathlib import Path
+from types import SimpleNamespace
 
 from profiler.errors import UserError
 from profiler.records.job import DecodeSpec
@@ -44,6 +48,15 @@ def _check_prompt(spec: DecodeSpec) -> None:
             "--chat with --prompt-tokens: the chat template adds tokens, so pass a "
             "prompt text with --chat, or drop --chat"
         )
+    sweep = spec.prompt_sweep
+    if sweep:
+        bad = [n for n in sweep if not _positive_int(n)]
+        if bad:
+            raise UserError(f"--prompt-tokens {bad[0]!r}: use 1 or more prompt tokens")
+        if len(set(sweep)) != len(sweep):
+            raise UserError(
+                f"--prompt-tokens {','.join(map(str, sweep))} repeats a length: give each once"
+            )
     if spec.prompt is not None and not spec.prompt.strip():
         raise UserError("--prompt is empty: pass some text or --prompt-tokens")
 
@@ -70,12 +83,39 @@ def validate_decode_spec(
     if not _positive_int(spec.warm_calls):
         raise UserError(f"--warm-calls {spec.warm_calls!r}: use 1 or more")
     if prompt_length is None:
-        prompt_length = spec.prompt_tokens
+        prompt_length = max(spec.prompt_sweep) if spec.prompt_sweep else spec.prompt_tokens
     if context_length is not None and prompt_length is not None:
         total = prompt_length + spec.new_tokens
         if total > context_length:
             raise UserError(
                 f"prompt of {prompt_length} tokens + {spec.new_tokens} new tokens = {total} "
-                f"exceeds the model's context of {context_length} positions: shorten the "
-                "prompt or ask for fewer new tokens"
+                f"exceeds the model's context of {context_length} positions "
+                "(max_position_embeddings): shorten the prompt or ask for fewer new tokens"
             )
+
+
+def sweep_specs(spec: DecodeSpec) -> list[DecodeSpec]:
+    """One spec per length of ``--prompt-tokens 32,512,...`` (the spec itself without a sweep)."""
+    if not spec.prompt_sweep:
+        return [spec]
+    return [dataclasses.replace(spec, prompt_tokens=n, prompt_sweep=()) for n in spec.prompt_sweep]
+
+
+def check_decode_context(folder: Path, spec: DecodeSpec) -> None:
+    """The context check of :func:`validate_decode_spec` from the folder's
+    ``config.json``, before any model loads; nothing when the folder has no config
+    (a .gguf file: the loop checks once the model is loaded)."""
+    from profiler.decode.model_facts import context_length_of
+
+    if not spec.enabled:
+        return
+    path = Path(folder) / "config.json"
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return
+    if not isinstance(data, dict):
+        return
+    text = data.get("text_config")
+    config = SimpleNamespace(**(text if isinstance(text, dict) else data))
+    validate_decode_spec(spec, context_length=context_length_of(config))

@@ -107,6 +107,16 @@ class GpuProbe:
                 self.error = nvml_error(e)
             return None
 
+    def energy_j(self) -> float | None:
+        """NVML's total-energy counter of the device in joules (since the driver
+        loaded); None without NVML or on a GPU older than Volta."""
+        if self._handle is None:
+            return None
+        try:
+            return float(self._nvml.nvmlDeviceGetTotalEnergyConsumption(self._handle)) / 1e3
+        except Exception:  # noqa: BLE001 - no counter on this GPU: the stage has no energy
+            return None
+
     def torch_now(self) -> tuple[int, int]:
         """(allocated, reserved) bytes of torch's allocator on the device, now."""
         c = self._torch.cuda

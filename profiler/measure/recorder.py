@@ -151,6 +151,7 @@ class Recorder:
         if sampler is not None:
             sampler.start()
         io0, faults0, mods0 = disk_read_bytes(), major_faults(), len(sys.modules)
+        energy0 = self.gpu.energy_j() if self.gpu is not None else None
         start = self.clock()
         prog = _Progress(name, start, self.clock, sys.stderr) if self.progress else None
         handle._progress = prog
@@ -175,6 +176,10 @@ class Recorder:
             after = snapshot(self.gpu)
             memory = stage_memory(before, after, peaks, self.gpu) if peaks else None
             handle.counters.setdefault("major_faults", faults1 - faults0)
+            energy1 = self.gpu.energy_j() if energy0 is not None and self.gpu else None
+            if energy0 is not None and energy1 is not None and energy1 >= energy0:
+                # whole-GPU joules from NVML's counter; mean power = this / stage time
+                handle.counters.setdefault("energy_j", energy1 - energy0)
             if len(sys.modules) > mods0:
                 # First use of a model or tokenizer class imports its module: a real
                 # cost users pay once per process, named so it is not mistaken.

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from profiler.records.fields import known_fields
+from profiler.records.step import StepProfile
 
 
 @dataclass(frozen=True)
@@ -27,6 +28,7 @@ class DecodeCall:
     end_ns: int
     token_times_ns: tuple[int, ...]
     prompt_start_ns: int | None = None  # when generate() handed the prompt over
+    energy_j: float | None = None  # whole-GPU joules over the call (NVML), None without
 
     @property
     def ttft_s(self) -> float:
@@ -49,6 +51,7 @@ class DecodeCall:
             "token_times_ns": list(self.token_times_ns),
             "ttft_s": self.ttft_s,
             "wall_s": self.wall_s,
+            "energy_j": self.energy_j,
         }
 
     @classmethod
@@ -58,6 +61,7 @@ class DecodeCall:
             end_ns=data["end_ns"],
             token_times_ns=tuple(data.get("token_times_ns", ())),
             prompt_start_ns=data.get("prompt_start_ns"),
+            energy_j=data.get("energy_j"),
         )
 
 
@@ -82,6 +86,13 @@ class DecodeRecord:
     attention_backend: str | None = None
     text: str | None = None
     notes: tuple[str, ...] = ()
+    # the matmul rate measured in the run's own dtype (profiler.machine.matmul)
+    matmul_tflops: float | None = None
+    matmul_dtype: str | None = None
+    matmul_method: str | None = None
+    step_profile: StepProfile | None = None  # profiled untimed calls (records/step.py)
+    energy_note: str | None = None  # why energy_j is missing, when it is
+    load_average_1m: float | None = None  # os.getloadavg()[0] after the warm calls
 
     def to_dict(self) -> dict[str, Any]:
         d = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
@@ -89,6 +100,7 @@ class DecodeRecord:
         d["calls"] = [c.to_dict() for c in self.calls]
         d["plain_calls_s"] = list(self.plain_calls_s)
         d["notes"] = list(self.notes)
+        d["step_profile"] = self.step_profile.to_dict() if self.step_profile else None
         return d
 
     @classmethod
@@ -99,4 +111,6 @@ class DecodeRecord:
         d["calls"] = tuple(DecodeCall.from_dict(c) for c in data.get("calls", ()))
         d["plain_calls_s"] = tuple(data.get("plain_calls_s", ()))
         d["notes"] = tuple(data.get("notes", ()))
+        sp = data.get("step_profile")
+        d["step_profile"] = StepProfile.from_dict(sp) if sp else None
         return cls(**d)

@@ -35,6 +35,8 @@ class DecodeSpec:
     temperature: float = 0.0
     seed: int | None = 0
     warm_calls: int = 3
+    # --prompt-tokens 32,512,2048: profile each length in turn (prompt_tokens is the first)
+    prompt_sweep: tuple[int, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -59,6 +61,7 @@ class LoadJob:
         d["model"] = self.model.to_dict()
         d["cache"] = self.cache.to_dict()
         d["decode"]["batch_sizes"] = list(self.decode.batch_sizes)
+        d["decode"]["prompt_sweep"] = list(self.decode.prompt_sweep)
         return d
 
     @classmethod
@@ -68,5 +71,6 @@ class LoadJob:
         d["cache"] = CacheState.from_dict(d.get("cache", {}))
         dec = dict(d.get("decode", {}))
         dec["batch_sizes"] = tuple(dec.get("batch_sizes", (1,)))
+        dec["prompt_sweep"] = tuple(dec.get("prompt_sweep", ()))
         d["decode"] = DecodeSpec(**dec)
         return cls(**d)

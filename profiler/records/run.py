@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from profiler.errors import UserError
+from profiler.records.anatomy import ModelAnatomy
 from profiler.records.decode import DecodeRecord
 from profiler.records.fields import SCHEMA_VERSION, UNITS, known_fields
 from profiler.records.stage import OUTSIDE_LOAD, StageRecord
@@ -40,11 +41,13 @@ class ModelInfo:
     storage_dtype: str | None = None
     random_weights: bool = False
     notes: tuple[str, ...] = ()
+    anatomy: ModelAnatomy | None = None  # bytes by module group (records/anatomy.py)
 
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
         d["weight_files"] = list(self.weight_files)
         d["notes"] = list(self.notes)
+        d["anatomy"] = self.anatomy.to_dict() if self.anatomy else None
         return d
 
     @classmethod
@@ -52,6 +55,8 @@ class ModelInfo:
         d = known_fields(cls, data)
         d["weight_files"] = tuple(data.get("weight_files", ()))
         d["notes"] = tuple(data.get("notes", ()))
+        anatomy = data.get("anatomy")
+        d["anatomy"] = ModelAnatomy.from_dict(anatomy) if anatomy else None
         return cls(**d)
 
 

@@ -15,6 +15,7 @@ from profiler.analysis.cold_warm import cold_warm_pairs
 from profiler.analysis.grouping import Subject, machine_label, varying_fields
 from profiler.analysis.summaries import GroupSummary, summarize_runs
 from profiler.records.run import RunRecord
+from profiler.render import decode_bounds
 from profiler.render.findings import findings, footer_line, native_gap_line, split_shared
 from profiler.render.format import count, human_bytes
 from profiler.render.native_trace import (
@@ -183,6 +184,7 @@ def render_console(runs: Sequence[RunRecord]) -> str:
                 out += _wrap(definitions)
             out += _text_block(g)
             out.append("")
+            out += decode_bounds.console_lines(g, subject)
         shared, own = split_shared([findings(g, brief=True) for g in subject])
         if shared or any(own):
             out.append("notes")

@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from profiler.analysis.decode_text import hook_overhead_line
 from profiler.analysis.summaries import GroupSummary, native_gap
 from profiler.records.run import Environment
+from profiler.render.decode_bounds import noise_lines
 from profiler.render.format import human_seconds, human_summary, percent
 
 
@@ -108,16 +109,18 @@ def findings(group: GroupSummary, brief: bool = False) -> list[str]:
                 f"stage `{s.name}` is noisy: its spread (MAD) is "
                 f"{percent(t.spread / t.median, 0)}% of its median over n={t.n}."
             )
+    swept = len({d.prompt_tokens for d in group.decode}) > 1  # --prompt-tokens 32,512,...
     for d in group.decode:
+        tag = f"decode batch {d.batch_size}" + (f", prompt {d.prompt_tokens}" if swept else "")
         if d.hook is not None:
-            out.append(f"decode batch {d.batch_size}: {hook_overhead_line(d.hook)}")
+            out.append(f"{tag}: {hook_overhead_line(d.hook)}")
         if d.figures.mbu is not None and not d.figures.kv_counted:
             out.append(
-                f"decode batch {d.batch_size}: MBU counts weight bytes only "
-                "(KV-cache size unknown), a lower bound."
+                f"{tag}: MBU counts weight bytes only (KV-cache size unknown), a lower bound."
             )
         for n in d.notes if not brief else ():
-            out.append(f"decode batch {d.batch_size}: {n}")
+            out.append(f"{tag}: {n}")
+    out.extend(f"decode {line}" for line in noise_lines(group))  # bimodal or wide spread
     if group.n_runs == 1:
         out.append("one repetition: no spread; repeat the run for medians.")
     if len(group.tool_versions) > 1:

@@ -18,6 +18,7 @@ from profiler.analysis.summaries import GroupSummary, headline_decode, summarize
 from profiler.errors import UserError
 from profiler.records.run import Environment, RunRecord
 from profiler.records.stage import OUTSIDE_LOAD, sort_stages
+from profiler.render import decode_bounds
 from profiler.render.findings import findings, footer_line, native_gap_line, split_shared
 from profiler.render.format import (
     MISSING,
@@ -305,6 +306,7 @@ def render_markdown(
     out += _native_section(groups, fields)
     out += timeline_section(runs, images)
     out += _decode_section(groups, fields, images)
+    out += decode_bounds.markdown_section(groups, images)
     out += ["## Environment", "", render_table(environment_table(envs), FMT), ""]
     out += _notes_section(groups, fields, skipped)
     out += ["---", ""]
@@ -474,6 +476,7 @@ def write_report(
     if plots:
         written = write_plots(groups, images_folder(out))
         written.update(write_timelines(runs, images_folder(out)))
+        written.update(decode_bounds.write_sweep_chart(groups, images_folder(out)))
     rel = {k: f"{images_folder(out).name}/{p.name}" for k, p in written.items()}
     text = render_markdown(runs, title=title, images=rel, skipped=skipped)
     write_atomic(out, text.encode())

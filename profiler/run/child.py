@@ -29,6 +29,7 @@ from datetime import UTC, datetime  # noqa: E402
 from pathlib import Path  # noqa: E402
 from typing import Any  # noqa: E402
 
+from profiler.decode.anatomy import model_anatomy  # noqa: E402
 from profiler.decode.loop import profile_decode  # noqa: E402
 from profiler.decode.model_facts import decode_skip_reason  # noqa: E402
 from profiler.errors import UserError  # noqa: E402
@@ -217,11 +218,13 @@ def _model_info(job: LoadJob, folder: Path, revision: str | None, loaded: Any) -
         ),
         weight_bytes=loaded.weight_bytes,
         storage_dtype=loaded.storage_dtype,
+        anatomy=model_anatomy(loaded.model),
     )
 
 
 def _run_decode(job: LoadJob, loaded: Any) -> tuple[list[DecodeRecord], list[str]]:
     from profiler.machine.bandwidth import measure_memory_bandwidth
+    from profiler.machine.matmul import measure_matmul
 
     reason = decode_skip_reason(loaded.model)
     if reason:
@@ -229,8 +232,14 @@ def _run_decode(job: LoadJob, loaded: Any) -> tuple[list[DecodeRecord], list[str
     # The MBU denominator, measured in the same process and machine state as the
     # decode; the machine's ceilings stand in only for a run that has none.
     bandwidth = measure_memory_bandwidth(job.device)
+    matmul = measure_matmul(job.device, str(loaded.model.dtype).removeprefix("torch."))
     return profile_decode(
-        loaded.model, loaded.tokenizer, job.decode, device=job.device, bandwidth=bandwidth
+        loaded.model,
+        loaded.tokenizer,
+        job.decode,
+        device=job.device,
+        bandwidth=bandwidth,
+        matmul=matmul,
     ), []
 
 

@@ -21,6 +21,7 @@ from pathlib import Path
 
 from profiler.caches.hub import hub_cache_env, temporary_hub_cache
 from profiler.caches.page import evict, residency, verify, warm
+from profiler.decode.options import check_decode_context
 from profiler.errors import UserError
 from profiler.records.job import LoadJob
 from profiler.records.run import CacheState, NativeView, RunRecord
@@ -143,6 +144,7 @@ def profile(req: ProfileRequest, log: Callable[[str], None] = lambda s: None) ->
             raise UserError(f"unknown page-cache state {s!r}: use cold, warm or uncontrolled")
     src = resolve_source(req, log)
     if src.folder is not None and not src.gguf_file:
+        check_decode_context(src.folder, req.decode)  # prompt vs context, before loading
         preflight(src.folder)
     execute: Execute = (
         (lambda job, env: run_in_process(job))
