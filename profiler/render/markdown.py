@@ -18,6 +18,7 @@ from profiler.analysis.summaries import GroupSummary, headline_decode, summarize
 from profiler.errors import UserError
 from profiler.records.run import Environment, RunRecord
 from profiler.records.stage import OUTSIDE_LOAD, sort_stages
+from profiler.render.decode_variants import markdown_section as decode_variants_section
 from profiler.render.findings import findings, footer_line, native_gap_line, split_shared
 from profiler.render.format import (
     MISSING,
@@ -303,6 +304,7 @@ def render_markdown(
     out += _cold_warm_section(groups, fields)
     out += _native_section(groups, fields)
     out += _decode_section(groups, fields, images)
+    out += decode_variants_section(runs)
     out += ["## Environment", "", render_table(environment_table(envs), FMT), ""]
     out += _notes_section(groups, fields, skipped)
     out += ["---", ""]
