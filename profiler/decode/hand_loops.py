@@ -37,6 +37,16 @@ def top2(logits: Any) -> tuple[float, float]:
     return float(vals[0]), float(vals[0] - vals[1])
 
 
+def cache_kwarg(model: Any) -> str:
+    """The forward's name for the KV cache: ``cache`` in newer transformers (which
+    warns on ``past_key_values``, and a warning inside a compiled step is a graph
+    break), ``past_key_values`` before."""
+    import inspect
+
+    params = inspect.signature(model.forward).parameters
+    return "cache" if "cache" in params else "past_key_values"
+
+
 def _pick(logits: Any, temperature: float) -> Any:
     """The seed's choice: softmax(logits / T) then multinomial, argmax at T = 0."""
     import torch
@@ -68,7 +78,8 @@ def seed_loop_call(
             sync()
         start = time.monotonic_ns()
         cache = DynamicCache(config=model.config)
-        out = model(input_ids=ids, attention_mask=mask, past_key_values=cache, use_cache=True)
+        kw = {cache_kwarg(model): cache}
+        out = model(input_ids=ids, attention_mask=mask, use_cache=True, **kw)
         for i in range(new_tokens):
             logits = out.logits[:, -1, :]
             if collect:
@@ -81,12 +92,7 @@ def seed_loop_call(
             if i == new_tokens - 1:
                 break
             mask = torch.cat([mask, torch.ones_like(nxt)], dim=-1)
-            out = model(
-                input_ids=nxt,
-                attention_mask=mask,
-                past_key_values=out.past_key_values,
-                use_cache=True,
-            )
+            out = model(input_ids=nxt, attention_mask=mask, use_cache=True, **kw)
         if sync is not None:
             sync()
         end = time.monotonic_ns()
@@ -117,6 +123,7 @@ class GraphLoop:
         self.compiled = compiled
         self.cache = StaticCache(config=model.config, max_cache_len=max_len)
         self.batch = batch
+        self.kw = cache_kwarg(model)
         self.step: Callable[..., Any] = self._step
         if compiled:
             self.step = torch.compile(self._step, mode="reduce-overhead", fullgraph=True)
@@ -128,8 +135,8 @@ class GraphLoop:
             input_ids=ids,
             position_ids=pos,
             cache_position=cache_pos,
-            past_key_values=self.cache,
             use_cache=True,
+            **{self.kw: self.cache},
         )
         top = torch.topk(out.logits[:, -1, :].float(), 2, dim=-1)
         return top.indices[:, :1], top.values
@@ -152,8 +159,8 @@ class GraphLoop:
                 input_ids=ids,
                 position_ids=cache_pos.unsqueeze(0).expand(ids.shape[0], -1),
                 cache_position=cache_pos,
-                past_key_values=self.cache,
                 use_cache=True,
+                **{self.kw: self.cache},
             )
             top = torch.topk(out.logits[:, -1, :].float(), 2, dim=-1)
             tok, vals = top.indices[:, :1], top.values
