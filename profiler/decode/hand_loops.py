@@ -47,6 +47,25 @@ def cache_kwarg(model: Any) -> str:
     return "cache" if "cache" in params else "past_key_values"
 
 
+def eos_ids(model: Any) -> list[int]:
+    """The model's end-of-sequence ids (generation config), as a list."""
+    eos = getattr(model.generation_config, "eos_token_id", None)
+    if eos is None:
+        return []
+    return [int(e) for e in (eos if isinstance(eos, list | tuple) else [eos])]
+
+
+def no_eos(logits: Any, eos: list[int]) -> Any:
+    """``logits`` with the EOS ids at -inf: what ``generate()`` does until
+    ``min_new_tokens`` exist, so every variant makes the same number of tokens and
+    chooses among the same candidates."""
+    if not eos:
+        return logits
+    out = logits.float().clone()
+    out[:, eos] = float("-inf")
+    return out
+
+
 def _pick(logits: Any, temperature: float) -> Any:
     """The seed's choice: softmax(logits / T) then multinomial, argmax at T = 0."""
     import torch
@@ -66,7 +85,8 @@ def seed_loop_call(
     collect: bool,
 ) -> LoopResult:
     """The seed notes' token-by-token loop, with a KV cache: one forward per token,
-    the token read on the host every step (as the seed's EOS check does)."""
+    the token read on the host every step (as the seed's EOS check does). EOS is
+    masked instead of ending the loop (:func:`no_eos`): a fixed token count."""
     import torch
     from transformers import DynamicCache
 
@@ -80,8 +100,9 @@ def seed_loop_call(
         cache = DynamicCache(config=model.config)
         kw = {cache_kwarg(model): cache}
         out = model(input_ids=ids, attention_mask=mask, use_cache=True, **kw)
+        eos = eos_ids(model)
         for i in range(new_tokens):
-            logits = out.logits[:, -1, :]
+            logits = no_eos(out.logits[:, -1, :], eos)
             if collect:
                 t1, gap = top2(logits)
                 res.top1.append(t1)
@@ -124,6 +145,7 @@ class GraphLoop:
         self.cache = StaticCache(config=model.config, max_cache_len=max_len)
         self.batch = batch
         self.kw = cache_kwarg(model)
+        self.eos = eos_ids(model)
         self.step: Callable[..., Any] = self._step
         if compiled:
             self.step = torch.compile(self._step, mode="reduce-overhead", fullgraph=True)
@@ -138,7 +160,7 @@ class GraphLoop:
             use_cache=True,
             **{self.kw: self.cache},
         )
-        top = torch.topk(out.logits[:, -1, :].float(), 2, dim=-1)
+        top = torch.topk(no_eos(out.logits[:, -1, :], self.eos), 2, dim=-1)
         return top.indices[:, :1], top.values
 
     def call(self, inputs: dict, new_tokens: int, collect: bool) -> LoopResult:
@@ -162,7 +184,7 @@ class GraphLoop:
                 use_cache=True,
                 **{self.kw: self.cache},
             )
-            top = torch.topk(out.logits[:, -1, :].float(), 2, dim=-1)
+            top = torch.topk(no_eos(out.logits[:, -1, :], self.eos), 2, dim=-1)
             tok, vals = top.indices[:, :1], top.values
             steps: list[tuple[Any, Any]] = [(tok, vals)]
             if cuda:

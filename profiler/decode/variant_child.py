@@ -87,7 +87,9 @@ def _generate_caller(
         if seed is not None:
             torch.manual_seed(seed)
         clock = make_token_clock(sync)
-        extra = {"return_dict_in_generate": True, "output_logits": True} if collect else {}
+        # scores: the logits after generate()'s processors (EOS masked until
+        # min_new_tokens), the candidates it chose among, as the hand loops do
+        extra = {"return_dict_in_generate": True, "output_scores": True} if collect else {}
         if sync is not None:
             sync()
         start = time.monotonic_ns()
@@ -101,7 +103,7 @@ def _generate_caller(
             [int(t) for t in seqs[0, prompt_len:]],
         )
         if collect:
-            for lg in out.logits:
+            for lg in out.scores:
                 t1, gap = top2(lg)
                 res.top1.append(t1)
                 res.gaps.append(gap)

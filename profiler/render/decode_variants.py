@@ -59,7 +59,7 @@ def _table_cells(rows: Sequence[VariantRow]) -> list[Column]:
         ),
         Column("p50 (ms)", tuple(_ms(r.p50_s) for r in rows)),
         Column("p99 (ms)", tuple(_ms(r.p99_s) for r in rows)),
-        Column("MBU", tuple(percent(r.mbu) if r.mbu is not None else MISSING for r in rows)),
+        Column("MBU (%)", tuple(percent(r.mbu) if r.mbu is not None else MISSING for r in rows)),
         Column(
             "one-off",
             tuple(human_seconds(r.one_off_s) if r.one_off_s is not None else MISSING for r in rows),
@@ -83,9 +83,10 @@ def variants_table_text(rows: Sequence[VariantRow], fmt: str = "simple") -> str:
 
 def first_call_line(e: FirstCallExplained) -> str:
     """One variant's first call explained, in one line."""
+    sign = "+" if e.excess_s >= 0 else ""
     parts = [
         f"{e.variant}: first call {human_seconds(e.first_s)} vs warm "
-        f"{human_seconds(e.warm_s)} (+{human_seconds(e.excess_s)})"
+        f"{human_seconds(e.warm_s)} ({sign}{human_seconds(e.excess_s)})"
     ]
     if e.compile_s is not None:
         parts.append(f"compilation {human_seconds(e.compile_s)}")
@@ -103,10 +104,13 @@ def first_call_line(e: FirstCallExplained) -> str:
     if e.memory_growth_bytes is not None:
         seg = f", {e.segments_first} new segments" if e.segments_first is not None else ""
         parts.append(f"{e.memory_source} +{human_bytes(e.memory_growth_bytes)}{seg}")
-    verdict = (
-        f"a warm-up call at start-up removes it at these lengths, "
-        f"{human_seconds(e.warmup_removes_s)} of it at other lengths"
-    )
+    if e.excess_s <= 0:
+        verdict = "No first-call excess: the first call was not slower than a warm one here"
+    else:
+        verdict = (
+            "A warm-up call at start-up removes it at these lengths, "
+            f"{human_seconds(max(e.warmup_removes_s, 0.0))} of it at other lengths"
+        )
     return "; ".join(parts) + f". {verdict}"
 
 
