@@ -67,3 +67,13 @@ def test_graph_loop_on_cpu_is_listed_not_run(tok):
         make_llama(), tok, SPEC, name="graph-loop", device="cpu", bandwidth=None
     )
     assert recs == [] and facts.skip_reason == "needs CUDA graphs: CUDA devices only"
+
+
+def test_eos_is_masked_like_min_new_tokens():
+    from profiler.decode.hand_loops import no_eos, top2
+
+    logits = torch.tensor([[0.0, 1.0, 5.0, 4.5]])  # EOS (2) on top, then id 3
+    masked = no_eos(logits, [2])
+    assert int(masked.argmax()) == 3
+    assert top2(masked) == (4.5, 3.5)
+    assert logits[0, 2] == 5.0  # the model's own logits untouched

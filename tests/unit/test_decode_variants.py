@@ -70,8 +70,9 @@ def test_sampled_outputs_are_not_compared() -> None:
         (10.0, 1.0, 2.5, 2.0, None),  # slower warm: never pays back
     ],
 )
-def test_pay_back(one_off: float, ref_one_off: float, warm: float, ref_warm: float,
-                  calls: int | None) -> None:
+def test_pay_back(
+    one_off: float, ref_one_off: float, warm: float, ref_warm: float, calls: int | None
+) -> None:
     assert pay_back_calls(one_off, ref_one_off, warm, ref_warm) == calls
 
 
@@ -96,7 +97,8 @@ def test_ranking_uses_the_one_mbu_and_lists_what_did_not_run() -> None:
     ref = variant_run("generate", 1.0, REF.tokens)
     fast = variant_run("static", 2.0, (5, 6, 9, 9), compiled=False)
     skipped = dataclasses.replace(
-        fr.make_run(status="failed"), variant="graph-loop",
+        fr.make_run(status="failed"),
+        variant="graph-loop",
         decode_variant=DecodeVariantFacts(name="graph-loop", skip_reason="needs CUDA"),
     )
     rows = rank_decode_variants([ref, skipped, fast])
@@ -114,15 +116,24 @@ def test_ranking_uses_the_one_mbu_and_lists_what_did_not_run() -> None:
 
 def test_first_call_split_adds_up() -> None:
     run = variant_run(
-        "static-compile", 1.0, REF.tokens,
-        compile_first_s=0.05, new_length_first_s=0.5, new_length_warm_s=0.48,
-        memory_source="cuda reserved", memory_before=100, memory_after_first=1100,
-        segments_first=3, new_length_prompt=24,
+        "static-compile",
+        1.0,
+        REF.tokens,
+        compile_first_s=0.05,
+        new_length_first_s=0.5,
+        new_length_warm_s=0.48,
+        memory_source="cuda reserved",
+        memory_before=100,
+        memory_after_first=1100,
+        segments_first=3,
+        new_length_prompt=24,
     )
     e = explain_first_call(run)
     assert e is not None
     rec = run.decode[0]
-    assert e.excess_s == pytest.approx(rec.first_call.wall_s - sorted(c.wall_s for c in rec.calls)[1])
+    assert e.excess_s == pytest.approx(
+        rec.first_call.wall_s - sorted(c.wall_s for c in rec.calls)[1]
+    )
     assert e.per_length_s == pytest.approx(0.02)
     assert e.other_s + e.compile_s + e.per_length_s == pytest.approx(e.excess_s)
     assert e.warmup_removes_s == pytest.approx(e.excess_s - 0.02)
