@@ -17,7 +17,12 @@
 # printed), ranked.json (the ranked rows and first-call lines as JSON),
 # stderr.txt (progress), versions.txt and gpu.txt (what it ran on).
 # Expected: about 6-7 minutes for all variants on an H200 (the model is built
-# first, about 1 minute; each variant loads it in a fresh process).
+# first, about 1 minute; each variant loads it in a fresh process); the whole
+# command is cut at 560 s. Where one 600 s call is too short, run two subsets into
+# two folders (the reference `generate` is always run, so both tables compare
+# with it, and the built model is reused from the cache):
+#   VARIANTS=static,static-compile,static-fullgraph,graph-loop bash ... OUT/a
+#   VARIANTS=attn:sdpa,attn:eager,attn:flash_attention_2,seed-loop bash ... OUT/b
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT="${1:-${OUT:-/tmp/llmprof-decode-variants}}"
@@ -42,7 +47,7 @@ print("flash_attn installed:", importlib.util.find_spec("flash_attn") is not Non
 PYEOF
 
 echo "$(date +%T) decode variants: $MODEL $DEVICE $DTYPE, $NEW_TOKENS tokens, [$VARIANTS]"
-timeout 480 "$PY" -m profiler decode "$MODEL" --device "$DEVICE" --dtype "$DTYPE" \
+timeout 560 "$PY" -m profiler decode "$MODEL" --device "$DEVICE" --dtype "$DTYPE" \
   --batch 1 --new-tokens "$NEW_TOKENS" --warm-calls "$WARM_CALLS" \
   --variants "$VARIANTS" --timeout "$CHILD_TIMEOUT" --ceilings off \
   --json "$OUT/decode-variants.json" --report "$OUT/decode-variants.md" \

@@ -30,7 +30,9 @@ def _pay_text(r: VariantRow) -> str:
         return MISSING
     if r.pay_back is None:
         return "never"
-    return "at once" if r.pay_back == 0 else f"{r.pay_back} calls"
+    if r.pay_back == 0:
+        return "at once"
+    return f"{r.pay_back} call" + ("s" if r.pay_back > 1 else "")
 
 
 def _ms(x: float | None) -> str:
