@@ -93,7 +93,7 @@ def seed_loop_call(
     ids, mask = inputs["input_ids"], inputs["attention_mask"]
     res = LoopResult(DecodeCall(0, 0, ()), [])
     times: list[int] = []
-    with torch.inference_mode():
+    with torch.no_grad():  # as generate() runs
         if sync is not None:
             sync()
         start = time.monotonic_ns()
@@ -171,7 +171,7 @@ class GraphLoop:
         if prompt + new_tokens > self.max_len:
             raise ValueError("graph loop: prompt + new tokens exceed the static cache")
         cuda = self.device.startswith("cuda")
-        with torch.inference_mode():
+        with torch.no_grad():  # as generate() runs
             if cuda:
                 torch.cuda.synchronize()
             start = time.monotonic_ns()

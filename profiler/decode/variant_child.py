@@ -248,10 +248,21 @@ def _measure(
     )
     facts = _new_length(model, tokenizer, spec, device, caller, facts)
     compiled = _compile_seconds()[1] > 0 or hasattr(model, "_compiled_call")
-    facts = dataclasses.replace(facts, compiled=compiled)
+    facts = dataclasses.replace(
+        facts, compiled=compiled, notes=(*facts.notes, *_compile_notes(model))
+    )
     prompt_len = int(inputs["input_ids"].shape[-1])
     record = _record(model, spec, device, bandwidth, first, warm, peak, prompt_len)
     return [record], facts
+
+
+def _compile_notes(model: Any) -> list[str]:
+    """What transformers compiled on its own inside generate(), when it did."""
+    cfg = getattr(model, "_last_compile_config", None)
+    if not hasattr(model, "_compiled_call"):
+        return []
+    how = cfg.to_dict() if cfg is not None and hasattr(cfg, "to_dict") else "default"
+    return [f"generate() compiled the decoding forward itself: torch.compile({how})"]
 
 
 def _new_length(

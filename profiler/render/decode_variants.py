@@ -130,6 +130,14 @@ def render_decode_variants(runs: Sequence[RunRecord], fmt: str = "simple") -> st
     out = [TITLE, "", variants_table_text(rows, fmt)]
     if lines:
         out += ["", "First call vs warm, explained:", *(bullet + x for x in lines)]
+    notes = [
+        f"{r.decode_variant.name}: {n}"
+        for r in runs
+        if r.decode_variant
+        for n in r.decode_variant.notes
+    ]
+    if notes:
+        out += ["", "Notes:", *(bullet + x for x in notes)]
     return "\n".join(out)
 
 
