@@ -156,3 +156,14 @@ def test_record_round_trip_keeps_the_facts() -> None:
     old = run.to_dict()
     del old["decode_variant"]
     assert RunRecord.from_dict(old).decode_variant is None
+
+
+def test_report_and_console_show_the_same_table() -> None:
+    from profiler.render.markdown import render_markdown
+
+    runs = [variant_run("generate", 1.0, REF.tokens), variant_run("static", 2.0, REF.tokens)]
+    report = render_markdown(runs)
+    assert "## Decode variants" in report
+    table = render_decode_variants(runs, "pipe")
+    assert table in report
+    assert render_markdown([fr.make_run()]).count("## Decode variants") == 0
