@@ -77,3 +77,18 @@ def test_eos_is_masked_like_min_new_tokens():
     assert int(masked.argmax()) == 3
     assert top2(masked) == (4.5, 3.5)
     assert logits[0, 2] == 5.0  # the model's own logits untouched
+
+
+@pytest.mark.gpu
+def test_graph_loop_compiled_on_cuda_matches_generate(tok):
+    if not torch.cuda.is_available():
+        pytest.skip("no CUDA device")
+    model = make_llama().to("cuda")
+    recs, facts = run_decode_variant(
+        model, tok, SPEC, name="generate", device="cuda", bandwidth=None
+    )
+    _, graph = run_decode_variant(
+        model, tok, SPEC, name="graph-loop", device="cuda", bandwidth=None
+    )
+    assert graph.skip_reason is None and graph.compiled
+    assert graph.tokens == facts.tokens
