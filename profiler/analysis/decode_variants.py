@@ -167,8 +167,8 @@ def rank_decode_variants(runs: Sequence[RunRecord]) -> list[VariantRow]:
     rows = []
     for run in runs:
         row = _row(run)
-        if row.reason is not None:
-            rows.append(row)
+        if row.reason is not None or row.name == REFERENCE:
+            rows.append(row)  # the reference is not compared with itself
             continue
         sampled = bool(run.decode and run.decode[0].temperature > 0)
         agree = (

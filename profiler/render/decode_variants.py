@@ -7,13 +7,24 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
-from profiler.analysis.decode_variants import Agreement, VariantRow, rank_decode_variants
+from profiler.analysis.decode_variants import (
+    REFERENCE,
+    Agreement,
+    VariantRow,
+    rank_decode_variants,
+)
 from profiler.analysis.first_call import FirstCallExplained, explain_first_call
 from profiler.records.run import RunRecord
 from profiler.render.format import MISSING, human_bytes, human_seconds, num, percent
 from profiler.render.tables import Column, make_table, render_table
 
 TITLE = "Ways of decoding, ranked by tokens/s (warm calls; one-off = first call − warm call)"
+
+
+def _agreement_cell(r: VariantRow) -> str:
+    if r.reason is not None:
+        return f"not run: {r.reason}"
+    return "(the reference)" if r.name == REFERENCE else agreement_text(r.agreement)
 
 
 def agreement_text(a: Agreement) -> str:
@@ -70,10 +81,7 @@ def _table_cells(rows: Sequence[VariantRow]) -> list[Column]:
         Column("compiled", tuple(_compiled_text(r) for r in rows)),
         Column(
             "output vs generate",
-            tuple(
-                agreement_text(r.agreement) if r.reason is None else f"not run: {r.reason}"
-                for r in rows
-            ),
+            tuple(_agreement_cell(r) for r in rows),
             align="left",
         ),
     ]

@@ -109,6 +109,7 @@ def test_ranking_uses_the_one_mbu_and_lists_what_did_not_run() -> None:
     assert rows[2].reason == "needs CUDA"
     text = render_decode_variants([ref, skipped, fast])
     assert "not run: needs CUDA" in text
+    assert "(the reference)" in text and not rows[1].pay_back_known
     assert "differs at token 2 (top-2 gap 0.3" in text
     doc = rows_json([ref, skipped, fast])
     assert doc[0]["variant"] == "static" and doc[0]["agreement"]["position"] == 2
