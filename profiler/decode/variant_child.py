@@ -122,9 +122,15 @@ def _caller(
     model: Any, spec: DecodeSpec, name: str, device: str, prompt_len: int, sync: Any
 ) -> Caller:
     if name == "seed-loop":
-        return lambda inputs, collect: seed_loop_call(
-            model, inputs, spec.new_tokens, spec.temperature, sync, collect
-        )
+
+        def seeded(inputs: dict, collect: bool) -> LoopResult:
+            import torch
+
+            if spec.seed is not None:  # as generate() calls are seeded: same samples each call
+                torch.manual_seed(spec.seed)
+            return seed_loop_call(model, inputs, spec.new_tokens, spec.temperature, sync, collect)
+
+        return seeded
     if name == "graph-loop":
         if not device.startswith("cuda"):
             raise VariantUnavailable("needs CUDA graphs: CUDA devices only")
