@@ -55,6 +55,7 @@ class LoadJob:
     cache: CacheState = field(default_factory=CacheState)
     repetition: int = 0
     spawn_ns: int | None = None  # parent's clock when it started the child
+    decode_variant: str | None = None  # set: decode this way (`llmprof decode --variants`)
 
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)

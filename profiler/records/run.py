@@ -20,6 +20,7 @@ from typing import Any, ClassVar
 from profiler.errors import UserError
 from profiler.records.anatomy import ModelAnatomy
 from profiler.records.decode import DecodeRecord
+from profiler.records.decode_variant import DecodeVariantFacts
 from profiler.records.fields import SCHEMA_VERSION, UNITS, known_fields
 from profiler.records.stage import OUTSIDE_LOAD, StageRecord
 from profiler.records.trace import LoadTrace
@@ -193,6 +194,7 @@ class RunRecord:
     run_id: str = ""
     suite: str | None = None
     variant: str | None = None  # set when run as one of `llmprof load --variants`
+    decode_variant: DecodeVariantFacts | None = None  # `llmprof decode --variants`
     schema_version: int = SCHEMA_VERSION
 
     @property
@@ -252,6 +254,7 @@ class RunRecord:
             "native": self.native.to_dict() if self.native else None,
             "decode": [d.to_dict() for d in self.decode],
             "notes": list(self.notes),
+            "decode_variant": self.decode_variant.to_dict() if self.decode_variant else None,
         }
 
     @classmethod
@@ -266,6 +269,8 @@ class RunRecord:
         d["native"] = NativeView.from_dict(nat) if nat else None
         d["decode"] = tuple(DecodeRecord.from_dict(x) for x in data.get("decode", ()))
         d["notes"] = tuple(data.get("notes", ()))
+        dv = data.get("decode_variant")
+        d["decode_variant"] = DecodeVariantFacts.from_dict(dv) if dv else None
         return cls(**d)
 
 

@@ -19,6 +19,7 @@ from profiler.errors import UserError
 from profiler.records.run import Environment, RunRecord
 from profiler.records.stage import OUTSIDE_LOAD, sort_stages
 from profiler.render import decode_bounds
+from profiler.render.decode_variants import markdown_section as decode_variants_section
 from profiler.render.findings import findings, footer_line, native_gap_line, split_shared
 from profiler.render.format import (
     MISSING,
@@ -307,6 +308,7 @@ def render_markdown(
     out += timeline_section(runs, images)
     out += _decode_section(groups, fields, images)
     out += decode_bounds.markdown_section(groups, images)
+    out += decode_variants_section(runs)
     out += ["## Environment", "", render_table(environment_table(envs), FMT), ""]
     out += _notes_section(groups, fields, skipped)
     out += ["---", ""]

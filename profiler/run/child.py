@@ -113,7 +113,12 @@ def run_job(
         loaded = load_staged(folder, options, rec)
     decode: list[DecodeRecord] = []
     notes: list[str] = []
-    if job.decode.enabled:
+    variant_facts = None
+    if job.decode_variant:
+        from profiler.run.decode_variants import run_variant_job
+
+        decode, variant_facts = run_variant_job(job, loaded)
+    elif job.decode.enabled:
         decode, notes = _run_decode(job, loaded)
     notes.extend(loaded.notes)
     if rec.gpu is not None and rec.gpu.note:
@@ -131,6 +136,8 @@ def run_job(
         notes=tuple(notes),
         created_at=datetime.now(UTC).isoformat(timespec="seconds"),
         run_id=uuid.uuid4().hex[:12],
+        variant=job.decode_variant,
+        decode_variant=variant_facts,
     )
     return {"run": run.to_dict()}
 
