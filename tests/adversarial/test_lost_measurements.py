@@ -1,0 +1,100 @@
+"""Measurements are never lost: a failed save falls back to another file (printed),
+a failed ceilings probe keeps the profile, and a report is written whole or not at all."""
+
+from __future__ import annotations
+
+import argparse
+import errno
+from pathlib import Path
+
+import pytest
+
+from profiler.errors import UserError
+from tests.adversarial.conftest import assert_refused
+from tests.support.fake_runs import cpu_cold_warm
+
+
+def _args(json_path: Path | None, report: Path | None = None) -> argparse.Namespace:
+    return argparse.Namespace(json=str(json_path) if json_path else None, report=report, model="m")
+
+
+def _fail_save(*a: object, **k: object) -> None:
+    raise UserError("cannot write out.json: No space left on device: choose a writable path")
+
+
+def test_save_failure_keeps_tables_and_falls_back(monkeypatch, tmp_path: Path, capsys) -> None:
+    from profiler.commands import _shared
+    from profiler.records import io
+    from profiler.run.session import Session
+
+    monkeypatch.setenv("TMPDIR", str(tmp_path))
+    monkeypatch.setattr(io, "save_runs", _fail_save)
+    runs = cpu_cold_warm(2)
+    code = _shared.show(_args(tmp_path / "out.json"), Session(tuple(runs)))
+    out, err = capsys.readouterr()
+    assert "weight_read" in out, "the tables were not printed"
+    assert code == 2
+    fallback = [line for line in err.splitlines() if "saved" in line and ".json" in line]
+    assert fallback, err
+    path = Path(fallback[-1].split(" to ")[-1].split()[0].rstrip(":"))
+    from profiler.records.io import load_runs
+
+    assert len(load_runs(path)) == len(runs)
+
+
+def test_ceilings_probe_failure_keeps_profile(monkeypatch) -> None:
+    from profiler.machine import cache
+    from profiler.run import session
+
+    def no_space(*a: object, **k: object) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(cache, "lookup", no_space)
+    logged: list[str] = []
+    runs = cpu_cold_warm(2)
+    result = session.judge(runs, "auto", "cpu", logged.append)
+    assert len(result.runs) == len(runs)
+    assert any("No space left" in m and "without" in m for m in logged), logged
+
+
+def test_ceilings_probe_user_error_keeps_profile(monkeypatch) -> None:
+    from profiler.machine import cache
+    from profiler.run import session
+
+    def refuse(*a: object, **k: object) -> None:
+        raise UserError("not enough free space for the scratch file: free space")
+
+    monkeypatch.setattr(cache, "lookup", refuse)
+    logged: list[str] = []
+    result = session.judge(cpu_cold_warm(1), "quick", "cpu", logged.append)
+    assert len(result.runs) == 2
+    assert not any("--size" in m for m in logged), "load has no --size option"
+
+
+def test_report_charts_folder_blocked(cli, tmp_path: Path, records_file: Path) -> None:
+    pytest.importorskip("matplotlib")
+    out = tmp_path / "r.md"
+    (tmp_path / "r_files").write_text("in the way")
+    assert_refused(cli("report", records_file, "-o", out), outputs=[out])
+    assert (tmp_path / "r_files").read_text() == "in the way"
+
+
+def test_report_written_whole(monkeypatch, tmp_path: Path) -> None:
+    from profiler.render import markdown
+
+    pytest.importorskip("matplotlib")
+    out = tmp_path / "r.md"
+    real = markdown.write_report
+
+    def boom(*a: object, **k: object) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    import profiler.render.plots as plots
+
+    names = [n for n in dir(plots) if n.startswith("plot_")]
+    assert names
+    monkeypatch.setattr(plots, names[-1], boom)
+    with pytest.raises((UserError, OSError)):
+        real(cpu_cold_warm(2), out, title="t", skipped=[])
+    assert not out.exists()
+    assert not (tmp_path / "r_files").exists() or list((tmp_path / "r_files").iterdir()) == []
