@@ -186,8 +186,11 @@ def decode_spec(args: argparse.Namespace, enabled: bool) -> DecodeSpec:
 
 def build_request(args: argparse.Namespace, *, native: bool, decode: bool) -> ProfileRequest:
     from profiler.load.common import DTYPES
+    from profiler.run.checks import check_run_options
     from profiler.run.request import ProfileRequest
 
+    check_run_options(args)
+    check_run_outputs(args)
     if args.dtype not in DTYPES:
         raise UserError(f"unknown dtype {args.dtype!r}: use one of {', '.join(DTYPES)}")
     if args.device != "cpu" and not args.device.startswith("cuda"):
@@ -213,6 +216,22 @@ def build_request(args: argparse.Namespace, *, native: bool, decode: bool) -> Pr
         fmt=getattr(args, "fmt", "safetensors"),
         max_shard_size=getattr(args, "max_shard_size", None),
     )
+
+
+def check_run_outputs(args: argparse.Namespace) -> None:
+    """``--json`` and ``--report`` checked before any work (:mod:`profiler.files`):
+    never a folder, a device, a FIFO, a file of the model, or one another."""
+    from pathlib import Path
+
+    from profiler.files import check_output, check_outputs_differ
+
+    model = Path(args.model)
+    inputs = [p for p in model.iterdir()] if model.is_dir() else [model]
+    if args.json:
+        check_output(args.json, option="--json", inputs=inputs)
+    if getattr(args, "report", None):
+        check_output(args.report, option="--report", inputs=inputs)
+        check_outputs_differ(("--json", args.json), ("--report", args.report))
 
 
 def log(msg: str) -> None:

@@ -33,7 +33,7 @@ def _all_stage_times(value: Any) -> Callable[[dict[str, Any]], Any]:
     def edit(doc: dict[str, Any]) -> Any:
         for r in doc["runs"]:
             for s in r["stages"]:
-                s["seconds"] = value
+                s["end_ns"] = value
         return doc
 
     return edit
@@ -50,10 +50,10 @@ EDITS: dict[str, Callable[[dict[str, Any]], Any]] = {
     "schema version future": _set(lambda d: d, "schema_version", 10**6),
     "run schema version future": _set(lambda d: d["runs"][0], "schema_version", 10**6),
     "stages not a list": _set(lambda d: d["runs"][0], "stages", "fast"),
-    "stage seconds string": _set(_first_stage, "seconds", "1.0"),
-    "stage seconds NaN": _all_stage_times(float("nan")),
-    "stage seconds Infinity": _all_stage_times(float("inf")),
-    "stage seconds negative inf": _all_stage_times(float("-inf")),
+    "stage end_ns string": _set(_first_stage, "end_ns", "100"),
+    "stage end NaN": _all_stage_times(float("nan")),
+    "stage end Infinity": _all_stage_times(float("inf")),
+    "stage end negative inf": _all_stage_times(float("-inf")),
     "stage name number": _set(_first_stage, "name", 5),
     "model not a dict": _set(lambda d: d["runs"][0], "model", [1]),
     "status number": _set(lambda d: d["runs"][0], "status", 0),
@@ -75,7 +75,7 @@ def test_compare_malformed(cli, tmp_path: Path, records_file: Path, name: str) -
 
 
 @pytest.mark.parametrize(
-    "name", ["document is a list", "schema version string", "stage seconds NaN", "stages not a list", "schema version future"]
+    "name", ["document is a list", "schema version string", "stage end NaN", "stages not a list", "schema version future"]
 )
 def test_report_malformed(cli, tmp_path: Path, records_file: Path, name: str) -> None:
     bad = _write(tmp_path, records_file, name)
@@ -115,7 +115,7 @@ def test_empty_file(cli, tmp_path: Path, records_file: Path) -> None:
 def test_nan_timing_never_averaged(cli, tmp_path: Path, records_file: Path) -> None:
     # One NaN sample among good ones: refused, or at least never a NaN in the verdict.
     doc = _doc(records_file)
-    doc["runs"][0]["stages"][0]["seconds"] = float("nan")
+    doc["runs"][0]["stages"][0]["end_ns"] = float("nan")
     p = tmp_path / "one-nan.json"
     p.write_text(json.dumps(doc))
     run = cli("compare", records_file, p)
