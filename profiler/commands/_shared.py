@@ -240,12 +240,14 @@ def log(msg: str) -> None:
 
 def show(args: argparse.Namespace, session: Session, *, variants: bool = False) -> int:
     """Save, print and report a finished session; the exit status of the command."""
-    from profiler.records.io import save_runs
+    from profiler.caches.unsaved import save_or_fallback
 
     runs = list(session.runs)
+    saved = True
     if args.json:
-        save_runs(args.json, runs)
-        log(f"wrote {len(runs)} run record(s) to {args.json}")
+        # Printed before the tables, the tables still follow: nothing measured is lost.
+        saved, line = save_or_fallback(args.json, runs)
+        log(line)
     if variants:
         from profiler.render.variants import render_variants
 
@@ -259,6 +261,12 @@ def show(args: argparse.Namespace, session: Session, *, variants: bool = False) 
     if getattr(args, "report", None):
         from profiler.render.markdown import write_report
 
-        written = write_report(runs, args.report, title=f"llmprof: {args.model}", skipped=[])
-        log(f"wrote report {written[0]}")
+        try:
+            written = write_report(runs, args.report, title=f"llmprof: {args.model}", skipped=[])
+            log(f"wrote report {written[0]}")
+        except UserError as e:
+            log(f"{e} (the tables above hold the figures)")
+            saved = False
+    if not saved:
+        return 2
     return 0 if any(r.status == "ok" for r in runs) else 1

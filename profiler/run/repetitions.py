@@ -143,7 +143,7 @@ def profile(req: ProfileRequest, log: Callable[[str], None] = lambda s: None) ->
             raise UserError(f"unknown page-cache state {s!r}: use cold, warm or uncontrolled")
     src = resolve_source(req, log)
     if src.folder is not None and not src.gguf_file:
-        preflight(src.folder)
+        preflight(src.folder, chat=req.decode.enabled and req.decode.chat)
     execute: Execute = (
         (lambda job, env: run_in_process(job))
         if req.in_process

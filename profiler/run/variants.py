@@ -27,7 +27,7 @@ from profiler.run.repetitions import (
     with_sibling_facts,
 )
 from profiler.run.request import ProfileRequest
-from profiler.run.source import Source, model_files, resolve_source
+from profiler.run.source import Source, model_files, preflight, resolve_source
 from profiler.run.spawn import ChildFailed, run_child
 
 
@@ -123,6 +123,7 @@ def profile_variants(
             "--variants needs a local safetensors model (a folder, a preset or a "
             "hub model already downloaded)"
         )
+    preflight(src.folder)
     variants = plan_variants(req, src.folder, storage_dtype(src.folder))
     runs: list[RunRecord] = []
     for rep in range(req.repeat):
