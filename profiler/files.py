@@ -132,7 +132,9 @@ def write_file(path: str | os.PathLike[str], data: bytes) -> None:
     parent = target.parent
     try:
         parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.{TEMP_PREFIX}", suffix=".tmp", dir=parent)
+        fd, tmp = tempfile.mkstemp(
+            prefix=f".{target.name}.{TEMP_PREFIX}", suffix=".tmp", dir=parent
+        )
     except OSError as e:
         raise UserError(f"cannot write {given}: {e.strerror}: choose a writable path") from e
     try:

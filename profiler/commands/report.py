@@ -89,10 +89,9 @@ def collect_runs(paths: Sequence[str]) -> tuple[list[RunRecord], list[tuple[str,
 
 def run(args: argparse.Namespace) -> int:
     from profiler.analysis.summaries import summarize_runs
-    from profiler.render.markdown import images_folder, nothing_in_common, write_report
-
     from profiler.files import check_output
     from profiler.records.io import expand_paths
+    from profiler.render.markdown import images_folder, nothing_in_common, write_report
 
     out = Path(args.output)
     check_output(out, option="-o", inputs=expand_paths(args.runs))

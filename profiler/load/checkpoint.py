@@ -183,7 +183,9 @@ def read_safetensors_header(path: Path) -> SafetensorsHeader:
         raise UserError(f"{path}: corrupt safetensors header (not UTF-8): re-download it") from e
     except (OSError, ValueError) as e:
         why = str(e).split(":")[0][:80]
-        raise UserError(f"{path}: corrupt safetensors file ({why}): re-download or rebuild it") from e
+        raise UserError(
+            f"{path}: corrupt safetensors file ({why}): re-download or rebuild it"
+        ) from e
     if not isinstance(header, dict):
         raise UserError(f"{path}: safetensors header is not a JSON object: re-download it")
     data_offset = 8 + hlen
@@ -192,12 +194,14 @@ def read_safetensors_header(path: Path) -> SafetensorsHeader:
         raise UserError(f"{path}: safetensors __metadata__ is not an object: re-download it")
     tensors = [_entry(path, name, info, data_offset, size) for name, info in header.items()]
     spans = sorted((t.begin, t.end, t.name) for t in tensors if t.end > t.begin)
-    for (_, end_a, a), (begin_b, _, b) in zip(spans, spans[1:]):
+    for (_, end_a, a), (begin_b, _, b) in zip(spans, spans[1:], strict=False):
         if begin_b < end_a:
             raise UserError(
                 f"{path}: tensors {a!r} and {b!r} overlap in the file: re-download or rebuild it"
             )
-    return SafetensorsHeader(path, data_offset, tuple(tensors), {str(k): v for k, v in meta.items()})
+    return SafetensorsHeader(
+        path, data_offset, tuple(tensors), {str(k): v for k, v in meta.items()}
+    )
 
 
 def _entry(path: Path, name: str, info: object, data_offset: int, size: int) -> TensorEntry:
@@ -229,7 +233,9 @@ def _entry(path: Path, name: str, info: object, data_offset: int, size: int) -> 
     for x in shape:
         numel *= x
     if numel * _ST_SIZES[code] != end - begin:
-        raise bad(f"shape {shape} needs {numel * _ST_SIZES[code]} bytes, offsets give {end - begin}")
+        raise bad(
+            f"shape {shape} needs {numel * _ST_SIZES[code]} bytes, offsets give {end - begin}"
+        )
     if data_offset + end > size:
         raise UserError(
             f"{path}: truncated safetensors file (tensor {name!r} ends at byte "

@@ -13,7 +13,7 @@ import dataclasses
 import math
 import types
 import typing
-from functools import cache
+from collections import abc
 from typing import Any, Literal, Union, get_args, get_origin
 
 from profiler.errors import UserError
@@ -72,9 +72,13 @@ def check_version(version: Any, where: str = "file") -> None:
         )
 
 
-@cache
+_HINTS: dict[type, dict[str, Any]] = {}
+
+
 def _hints(cls: type) -> dict[str, Any]:
-    return typing.get_type_hints(cls)
+    if cls not in _HINTS:
+        _HINTS[cls] = typing.get_type_hints(cls)
+    return _HINTS[cls]
 
 
 def _matches(value: Any, hint: Any) -> bool:
@@ -102,8 +106,10 @@ def _matches(value: Any, hint: Any) -> bool:
             return False
         if len(args) == 2 and args[1] is Ellipsis:
             return all(_matches(v, args[0]) for v in value)
-        return len(args) == len(value) and all(_matches(v, a) for v, a in zip(value, args))
-    if origin in (dict, typing.Mapping) or hint is dict:
+        return len(args) == len(value) and all(
+            _matches(v, a) for v, a in zip(value, args, strict=True)
+        )
+    if origin in (dict, abc.Mapping) or hint is dict:
         args = get_args(hint)
         if not isinstance(value, dict):
             return False
@@ -112,7 +118,7 @@ def _matches(value: Any, hint: Any) -> bool:
         )
     if origin is list:
         return isinstance(value, list)
-    if dataclasses.is_dataclass(hint):
+    if isinstance(hint, type) and dataclasses.is_dataclass(hint):
         return isinstance(value, hint)
     return True  # a hint this check does not know: left to the record's own code
 

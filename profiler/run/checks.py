@@ -22,7 +22,9 @@ _DEVICE = re.compile(r"cpu|cuda(:[0-9]+)?")
 def check_device(device: str) -> None:
     """``cpu``, ``cuda`` or ``cuda:N``; anything else is malformed, not "no GPU"."""
     if not _DEVICE.fullmatch(device):
-        raise UserError(f"--device {device!r} is malformed: use cpu, cuda or cuda:N (N = 0, 1, ...)")
+        raise UserError(
+            f"--device {device!r} is malformed: use cpu, cuda or cuda:N (N = 0, 1, ...)"
+        )
 
 
 def check_timeout(value: float | None) -> None:

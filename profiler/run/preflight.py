@@ -35,10 +35,13 @@ def read_json_object(path: Path, what: str) -> dict[str, Any]:
     except (OSError, UnicodeDecodeError) as e:
         raise UserError(f"{path}: cannot read {what} ({getattr(e, 'strerror', None) or e})") from e
     except ValueError as e:
-        raise UserError(f"{path}: {what} is not valid JSON ({str(e)[:80]}): fix or re-download it") from e
+        raise UserError(
+            f"{path}: {what} is not valid JSON ({str(e)[:80]}): fix or re-download it"
+        ) from e
     if not isinstance(doc, dict):
         raise UserError(
-            f"{path}: {what} holds a JSON {type(doc).__name__}, not an object: fix or re-download it"
+            f"{path}: {what} holds a JSON {type(doc).__name__}, not an object: "
+            "fix or re-download it"
         )
     return doc
 
@@ -75,7 +78,7 @@ def check_config(folder: Path) -> dict[str, Any]:
         raise UserError(f"{path}: the model needs its own Python code (auto_map): {REMOTE_CODE}")
     model_type = config.get("model_type")
     if not isinstance(model_type, str) or not model_type:
-        raise UserError(f"{path}: no model_type string: add one (e.g. \"llama\") or re-download")
+        raise UserError(f'{path}: no model_type string: add one (e.g. "llama") or re-download')
     known = known_model_types()
     if known and model_type not in known:
         raise UserError(
@@ -89,7 +92,9 @@ def check_config(folder: Path) -> dict[str, Any]:
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise UserError(f"{path}: {key} = {str(value)[:30]!r} is not a positive whole number")
     archs = config.get("architectures")
-    if archs is not None and not (isinstance(archs, list) and all(isinstance(a, str) for a in archs)):
+    if archs is not None and not (
+        isinstance(archs, list) and all(isinstance(a, str) for a in archs)
+    ):
         raise UserError(f"{path}: architectures must be a list of class names")
     return config
 
@@ -112,7 +117,9 @@ def estimated_bytes(config: dict[str, Any]) -> int | None:
         return None
     inter = get("intermediate_size", "n_inner") or 4 * hidden
     tied = config.get("tie_word_embeddings", True)
-    params = vocab * hidden * (1 if tied else 2) + layers * (4 * hidden * hidden + 3 * hidden * inter)
+    params = vocab * hidden * (1 if tied else 2) + layers * (
+        4 * hidden * hidden + 3 * hidden * inter
+    )
     return params * 2
 
 

@@ -38,8 +38,8 @@ def _vocabulary(folder: Path) -> set[str] | None:
     if not path.is_file():
         return None
     doc = read_json_object(path, "tokenizer.json")
-    model = doc.get("model") if isinstance(doc.get("model"), dict) else {}
-    vocab = model.get("vocab")
+    model = doc.get("model")
+    vocab = model.get("vocab") if isinstance(model, dict) else None
     if isinstance(vocab, dict):
         words = set(vocab)
     elif isinstance(vocab, list):
@@ -65,7 +65,11 @@ def chat_template(folder: Path, config: dict[str, Any]) -> str | None:
         value = config.get("chat_template")
     if isinstance(value, list):
         value = next(
-            (t.get("template") for t in value if isinstance(t, dict) and t.get("name") == "default"),
+            (
+                t.get("template")
+                for t in value
+                if isinstance(t, dict) and t.get("name") == "default"
+            ),
             None,
         )
     return value if isinstance(value, str) else None

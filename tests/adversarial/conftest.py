@@ -80,7 +80,9 @@ def cli_env(tmpdir: Path, marker: str) -> dict[str, str]:
     return env
 
 
-def start_cli(args: Sequence[str], tmpdir: Path, cwd: Path | None = None) -> tuple[subprocess.Popen[str], str]:
+def start_cli(
+    args: Sequence[str], tmpdir: Path, cwd: Path | None = None
+) -> tuple[subprocess.Popen[str], str]:
     marker = uuid.uuid4().hex
     proc = subprocess.Popen(
         [sys.executable, "-m", "profiler", *map(str, args)],
@@ -175,14 +177,18 @@ TINY_CONFIG: dict[str, Any] = {
 }
 
 
-def write_safetensors(path: Path, header: Any, data: bytes, *, raw_header: bytes | None = None) -> Path:
+def write_safetensors(
+    path: Path, header: Any, data: bytes, *, raw_header: bytes | None = None
+) -> Path:
     """A safetensors file with exactly this header (any JSON, even a wrong one)."""
     blob = raw_header if raw_header is not None else json.dumps(header).encode()
     path.write_bytes(struct.pack("<Q", len(blob)) + blob + data)
     return path
 
 
-def stub_model(folder: Path, config: Any = None, header: Any = None, data: bytes = bytes(8)) -> Path:
+def stub_model(
+    folder: Path, config: Any = None, header: Any = None, data: bytes = bytes(8)
+) -> Path:
     """A model folder with a config and one small safetensors file (no tokenizer)."""
     folder.mkdir(parents=True, exist_ok=True)
     cfg = TINY_CONFIG if config is None else config

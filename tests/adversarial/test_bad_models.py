@@ -45,7 +45,13 @@ def test_no_config(cli, tmp_path: Path) -> None:
 
 
 def test_config_larger_than_memory(cli, tmp_path: Path) -> None:
-    cfg = {**TINY_CONFIG, "hidden_size": 65536, "intermediate_size": 262144, "num_hidden_layers": 4096, "vocab_size": 256000}
+    cfg = {
+        **TINY_CONFIG,
+        "hidden_size": 65536,
+        "intermediate_size": 262144,
+        "num_hidden_layers": 4096,
+        "vocab_size": 256000,
+    }
     model = stub_model(tmp_path / "m", config=cfg)
     assert_refused(cli("load", model, *FAST), says="memory")
 
@@ -91,7 +97,13 @@ def test_header_not_utf8(cli, tmp_path: Path) -> None:
 
 def test_embedding_shape_disagrees_with_config(cli, tmp_path: Path) -> None:
     n = TINY_CONFIG["vocab_size"] * 8
-    header = {"model.embed_tokens.weight": {"dtype": "F32", "shape": [TINY_CONFIG["vocab_size"], 8], "data_offsets": [0, n * 4]}}
+    header = {
+        "model.embed_tokens.weight": {
+            "dtype": "F32",
+            "shape": [TINY_CONFIG["vocab_size"], 8],
+            "data_offsets": [0, n * 4],
+        }
+    }
     model = stub_model(tmp_path / "m", header=header, data=bytes(n * 4))
     assert_refused(cli("load", model, *FAST), says="config")
 
@@ -162,13 +174,17 @@ def _set_template(model: Path, template: str) -> None:
 def test_chat_template_syntax_error(cli, tmp_path: Path, tiny_model: Path) -> None:
     model = _copy(tiny_model, tmp_path)
     _set_template(model, "{% for m in messages %}{{ m['content'] }")
-    assert_refused(cli("load", model, "--no-native", "--ceilings", "off", "--chat"), says="chat template")
+    assert_refused(
+        cli("load", model, "--no-native", "--ceilings", "off", "--chat"), says="chat template"
+    )
 
 
 def test_chat_template_raises(cli, tmp_path: Path, tiny_model: Path) -> None:
     model = _copy(tiny_model, tmp_path)
     _set_template(model, "{{ raise_exception('roles must alternate') }}")
-    assert_refused(cli("load", model, "--no-native", "--ceilings", "off", "--chat"), says="chat template")
+    assert_refused(
+        cli("load", model, "--no-native", "--ceilings", "off", "--chat"), says="chat template"
+    )
 
 
 def test_chat_without_template(cli, tmp_path: Path, tiny_model: Path) -> None:
@@ -178,7 +194,9 @@ def test_chat_without_template(cli, tmp_path: Path, tiny_model: Path) -> None:
     cfg.pop("chat_template", None)
     cfg_path.write_text(json.dumps(cfg))
     (model / "chat_template.jinja").unlink(missing_ok=True)
-    assert_refused(cli("load", model, "--no-native", "--ceilings", "off", "--chat"), says="chat template")
+    assert_refused(
+        cli("load", model, "--no-native", "--ceilings", "off", "--chat"), says="chat template"
+    )
 
 
 def test_special_token_missing_from_vocab(cli, tmp_path: Path, tiny_model: Path) -> None:

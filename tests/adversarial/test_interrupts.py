@@ -11,12 +11,28 @@ from pathlib import Path
 
 import pytest
 
-from tests.adversarial.conftest import assert_clean, kill_marked, processes_with, start_cli, CliRun
+from tests.adversarial.conftest import CliRun, assert_clean, kill_marked, processes_with, start_cli
 
 
-def _start_and_wait(tiny_model: Path, case_tmp: Path, out: Path, *extra: str) -> tuple[subprocess.Popen[str], str]:
-    args = ["load", str(tiny_model), "--no-native", "--ceilings", "off", "--repeat", "5",
-            "--new-tokens", "200", "--warm-calls", "20", "--json", str(out), *extra]
+def _start_and_wait(
+    tiny_model: Path, case_tmp: Path, out: Path, *extra: str
+) -> tuple[subprocess.Popen[str], str]:
+    args = [
+        "load",
+        str(tiny_model),
+        "--no-native",
+        "--ceilings",
+        "off",
+        "--repeat",
+        "5",
+        "--new-tokens",
+        "200",
+        "--warm-calls",
+        "20",
+        "--json",
+        str(out),
+        *extra,
+    ]
     proc, marker = start_cli(args, case_tmp)
     deadline = time.monotonic() + 60
     # Wait until the child exists: then the signal lands in the middle of a real run.
@@ -31,7 +47,9 @@ def _start_and_wait(tiny_model: Path, case_tmp: Path, out: Path, *extra: str) ->
 
 
 @pytest.mark.parametrize(("sig", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
-def test_signal_during_run(tiny_model: Path, case_tmp: Path, tmp_path: Path, sig: int, code: int) -> None:
+def test_signal_during_run(
+    tiny_model: Path, case_tmp: Path, tmp_path: Path, sig: int, code: int
+) -> None:
     out = tmp_path / "out.json"
     proc, marker = _start_and_wait(tiny_model, case_tmp, out)
     try:
@@ -40,7 +58,9 @@ def test_signal_during_run(tiny_model: Path, case_tmp: Path, tmp_path: Path, sig
         stdout, stderr = proc.communicate(timeout=30)
         run = CliRun(proc.returncode, stdout, stderr, marker, case_tmp)
         assert run.code == code, run.stderr
-        assert run.lines[-1].startswith("llmprof: interrupted") or "terminated" in run.lines[-1], run.stderr
+        assert run.lines[-1].startswith("llmprof: interrupted") or "terminated" in run.lines[-1], (
+            run.stderr
+        )
         assert_clean(run, outputs=[out])
     finally:
         kill_marked(marker)
@@ -63,7 +83,17 @@ def test_sigint_to_whole_group(tiny_model: Path, case_tmp: Path, tmp_path: Path)
 
 def test_timed_out_child_group_ended(tiny_model: Path, case_tmp: Path, tmp_path: Path) -> None:
     out = tmp_path / "out.json"
-    args = ["load", str(tiny_model), "--no-native", "--ceilings", "off", "--timeout", "0.5", "--json", str(out)]
+    args = [
+        "load",
+        str(tiny_model),
+        "--no-native",
+        "--ceilings",
+        "off",
+        "--timeout",
+        "0.5",
+        "--json",
+        str(out),
+    ]
     proc, marker = start_cli(args, case_tmp)
     try:
         stdout, stderr = proc.communicate(timeout=120)

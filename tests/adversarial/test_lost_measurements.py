@@ -63,7 +63,8 @@ def test_ceilings_probe_user_error_keeps_profile(monkeypatch) -> None:
 
     def refuse(*a: object, **k: object) -> None:
         raise UserError(
-            "not enough free space for the probe: 4.0 GiB + 0.25 GiB: free space or pass a smaller --size"
+            "not enough free space for the probe: 4.0 GiB + 0.25 GiB: "
+            "free space or pass a smaller --size"
         )
 
     monkeypatch.setattr(cache, "lookup", refuse)

@@ -10,7 +10,13 @@ from pathlib import Path
 
 import pytest
 
-from tests.adversarial.conftest import REPO_ROOT, TINY_CONFIG, assert_refused, stub_model, write_safetensors
+from tests.adversarial.conftest import (
+    REPO_ROOT,
+    TINY_CONFIG,
+    assert_refused,
+    stub_model,
+    write_safetensors,
+)
 
 FAST = ("--no-decode", "--no-native", "--ceilings", "off")
 SECRET = "TOP-SECRET-OUTSIDE-CONTENT"
@@ -27,7 +33,11 @@ def _indexed(folder: Path, shard: str) -> Path:
 def _outside(tmp_path: Path) -> Path:
     out = tmp_path / "outside"
     out.mkdir(exist_ok=True)
-    write_safetensors(out / "x.safetensors", {"w": {"dtype": "F32", "shape": [2], "data_offsets": [0, 8]}}, bytes(8))
+    write_safetensors(
+        out / "x.safetensors",
+        {"w": {"dtype": "F32", "shape": [2], "data_offsets": [0, 8]}},
+        bytes(8),
+    )
     (out / "secret.txt").write_text(SECRET * 4)
     return out
 
@@ -90,7 +100,11 @@ def test_index_shard_name_not_a_string(cli, tmp_path: Path) -> None:
 
 
 def test_remote_code_config_refused(cli, tmp_path: Path) -> None:
-    cfg = {**TINY_CONFIG, "model_type": "evilnet", "auto_map": {"AutoConfig": "evil.EvilConfig", "AutoModelForCausalLM": "evil.EvilModel"}}
+    cfg = {
+        **TINY_CONFIG,
+        "model_type": "evilnet",
+        "auto_map": {"AutoConfig": "evil.EvilConfig", "AutoModelForCausalLM": "evil.EvilModel"},
+    }
     model = stub_model(tmp_path / "m", config=cfg)
     (model / "evil.py").write_text(f"open({str(tmp_path / 'PWNED')!r}, 'w').write('x')\n")
     line = assert_refused(cli("load", model, *FAST), says="trust_remote_code=False")
@@ -108,7 +122,9 @@ def test_remote_code_in_process_refused(cli, tmp_path: Path) -> None:
 
 def test_remote_code_tokenizer_refused(cli, tmp_path: Path) -> None:
     model = stub_model(tmp_path / "m")
-    (model / "tokenizer_config.json").write_text(json.dumps({"auto_map": {"AutoTokenizer": ["evil.Tok", None]}}))
+    (model / "tokenizer_config.json").write_text(
+        json.dumps({"auto_map": {"AutoTokenizer": ["evil.Tok", None]}})
+    )
     assert_refused(cli("load", model, *FAST), says="trust_remote_code=False")
 
 
@@ -143,7 +159,7 @@ def _transformer_calls() -> list[tuple[str, int, str]]:
             if "GenerationConfig" in owner:
                 continue  # accepts no trust_remote_code: never runs code
             kws = {k.arg for k in node.keywords}
-            ok = "trust_remote_code" in kws or None in kws
+            ok = "trust_remote_code" in kws
             found.append((str(path.relative_to(REPO_ROOT)), node.lineno, "ok" if ok else owner))
     return found
 

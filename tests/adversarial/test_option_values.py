@@ -40,16 +40,25 @@ BAD_LOAD_OPTIONS: list[tuple[list[str], str]] = [
 ]
 
 
-@pytest.mark.parametrize(("options", "says"), BAD_LOAD_OPTIONS, ids=lambda x: " ".join(x) if isinstance(x, list) else x)
+@pytest.mark.parametrize(
+    ("options", "says"), BAD_LOAD_OPTIONS, ids=lambda x: " ".join(x) if isinstance(x, list) else x
+)
 def test_bad_load_option(cli, tmp_path: Path, options: list[str], says: str) -> None:
     model = stub_model(tmp_path / "m")
     out = tmp_path / "out.json"
-    assert_refused(cli("load", model, "--ceilings", "off", *options, "--json", out), outputs=[out], says=says)
+    assert_refused(
+        cli("load", model, "--ceilings", "off", *options, "--json", out), outputs=[out], says=says
+    )
 
 
 @pytest.mark.parametrize(
     "options",
-    [["--timeout", "nan"], ["--new-tokens", "0"], ["--device", "cuda:abc"], ["--temperature", "-0.5"]],
+    [
+        ["--timeout", "nan"],
+        ["--new-tokens", "0"],
+        ["--device", "cuda:abc"],
+        ["--temperature", "-0.5"],
+    ],
 )
 def test_bad_decode_option(cli, tmp_path: Path, options: list[str]) -> None:
     model = stub_model(tmp_path / "m")
@@ -64,7 +73,8 @@ def test_new_tokens_bound_is_the_same_for_load_and_decode(cli, tmp_path: Path) -
 
 
 @pytest.mark.parametrize(
-    "options", [["--threshold", "nan"], ["--alpha", "nan"], ["--floor", "s=nan"], ["--threshold", "inf"]]
+    "options",
+    [["--threshold", "nan"], ["--alpha", "nan"], ["--floor", "s=nan"], ["--threshold", "inf"]],
 )
 def test_bad_compare_option(cli, records_file: Path, options: list[str]) -> None:
     assert_refused(cli("compare", records_file, records_file, *options))
@@ -74,4 +84,6 @@ def test_suite_repeat_zero(cli, tmp_path: Path) -> None:
     suite = Path(__file__).resolve().parents[2] / "suites" / "smoke.toml"
     if not suite.is_file():
         pytest.skip("no smoke suite")
-    assert_refused(cli("suite", suite, "-o", tmp_path / "o", "--repeat", "0"), outputs=[tmp_path / "o"])
+    assert_refused(
+        cli("suite", suite, "-o", tmp_path / "o", "--repeat", "0"), outputs=[tmp_path / "o"]
+    )

@@ -160,7 +160,9 @@ def _namespace_ok() -> bool:
 NS = pytest.mark.skipif(not _namespace_ok(), reason="no private mount namespace (unshare -rm)")
 
 
-def _in_namespace(tmp_path: Path, args: list[str], device: str = "/dev/null") -> subprocess.CompletedProcess[str]:
+def _in_namespace(
+    tmp_path: Path, args: list[str], device: str = "/dev/null"
+) -> subprocess.CompletedProcess[str]:
     """Run llmprof with a character device bind-mounted over ``tmp_path/dev``: the
     real /dev is never the target, and the mount vanishes with the namespace."""
     dev = tmp_path / "dev"

@@ -21,7 +21,9 @@ def _first_stage(doc: dict[str, Any]) -> dict[str, Any]:
     return doc["runs"][0]["stages"][0]
 
 
-def _set(path: Callable[[dict[str, Any]], dict[str, Any]], key: str, value: Any) -> Callable[[dict[str, Any]], Any]:
+def _set(
+    path: Callable[[dict[str, Any]], dict[str, Any]], key: str, value: Any
+) -> Callable[[dict[str, Any]], Any]:
     def edit(doc: dict[str, Any]) -> Any:
         path(doc)[key] = value
         return doc
@@ -75,7 +77,14 @@ def test_compare_malformed(cli, tmp_path: Path, records_file: Path, name: str) -
 
 
 @pytest.mark.parametrize(
-    "name", ["document is a list", "schema version string", "stage end NaN", "stages not a list", "schema version future"]
+    "name",
+    [
+        "document is a list",
+        "schema version string",
+        "stage end NaN",
+        "stages not a list",
+        "schema version future",
+    ],
 )
 def test_report_malformed(cli, tmp_path: Path, records_file: Path, name: str) -> None:
     bad = _write(tmp_path, records_file, name)
