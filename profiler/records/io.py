@@ -63,7 +63,8 @@ def parse_runs(doc: Any, origin: str = "<data>") -> list[RunRecord]:
         for i, item in enumerate(items):
             if not isinstance(item, dict):
                 raise UserError(f"run {i} is not a JSON object: not an llmprof record")
-            check_version(item.get("schema_version"), f"run {i}")
+            if "schema_version" in item:  # a missing one is from_dict's to refuse
+                check_version(item["schema_version"], f"run {i}")
             run = RunRecord.from_dict(item)
             wrong = bad_field(run)
             if wrong:
