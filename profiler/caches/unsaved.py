@@ -23,7 +23,8 @@ def save_fallback(runs: Sequence[RunRecord]) -> Path | None:
     when no fallback place is writable either."""
     from profiler.records.io import runs_to_json
 
-    name = f"llmprof-unsaved-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}.json"
+    # Not named like a temporary file (llmprof-*): it is kept, not cleaned up.
+    name = f"unsaved-llmprof-runs-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}.json"
     data = runs_to_json(runs).encode()
     for folder in (Path(tempfile.gettempdir()), Path.cwd()):
         path = folder / name

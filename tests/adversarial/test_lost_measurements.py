@@ -99,3 +99,34 @@ def test_report_written_whole(monkeypatch, tmp_path: Path) -> None:
         real(cpu_cold_warm(2), out, title="t", skipped=[])
     assert not out.exists()
     assert not (tmp_path / "r_files").exists() or list((tmp_path / "r_files").iterdir()) == []
+
+
+def test_output_folder_vanishes_during_run(
+    tiny_model: Path, case_tmp: Path, tmp_path: Path
+) -> None:
+    """The --json folder is replaced by a file while the run goes on: the save fails
+    at the end, yet the tables are printed and the records land in a fallback file."""
+    import os
+    import time
+
+    from profiler.records.io import load_runs
+    from tests.adversarial.conftest import CliRun, assert_clean, processes_with, start_cli
+
+    outdir = tmp_path / "results"
+    outdir.mkdir()
+    out = outdir / "run.json"
+    args = ["load", str(tiny_model), "--no-native", "--no-decode", "--ceilings", "off"]
+    proc, marker = start_cli([*args, "--json", str(out)], case_tmp)
+    deadline = time.monotonic() + 60
+    while len(processes_with(marker)) < 2 and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    os.rmdir(outdir)
+    outdir.write_text("now a file")
+    stdout, stderr = proc.communicate(timeout=120)
+    run = CliRun(proc.returncode, stdout, stderr, marker, case_tmp)
+    assert run.code == 2, run.stderr
+    assert "weight_read" in run.stdout, "the tables were not printed"
+    line = next(x for x in run.lines if "instead" in x)
+    fallback = Path(line.split(" saved to ")[1].split(" instead")[0])
+    assert fallback.is_file() and len(load_runs(fallback)) == 1
+    assert_clean(run)
