@@ -52,6 +52,7 @@ def check_output(
     inputs: Iterable[str | os.PathLike[str]] = (),
     size: int | None = None,
     devices: bool = False,
+    example: str = "results.json",
 ) -> Path:
     """Refuse an output path that cannot (or must not) be written; return the real
     target (symlinks followed). ``devices``: a character device is written into
@@ -60,7 +61,7 @@ def check_output(
     given = Path(path)
     target = Path(os.path.realpath(given))
     if target.is_dir():
-        raise UserError(f"{option} {given} is a folder: give a file name inside it")
+        raise UserError(f"{option} {given} is a folder: give a file name, e.g. {given / example}")
     if os.path.lexists(target):
         kind = _kind(os.stat(target).st_mode)
         if kind and not (devices and stat.S_ISCHR(os.stat(target).st_mode)):
@@ -132,6 +133,12 @@ def write_file(path: str | os.PathLike[str], data: bytes) -> None:
     parent = target.parent
     try:
         parent.mkdir(parents=True, exist_ok=True)
+        free = shutil.disk_usage(parent).free
+        if free < len(data):
+            raise UserError(
+                f"cannot write {given}: {len(data)} bytes needed, {free} free in {parent}: "
+                "free space or choose another path"
+            )
         fd, tmp = tempfile.mkstemp(
             prefix=f".{target.name}.{TEMP_PREFIX}", suffix=".tmp", dir=parent
         )

@@ -161,7 +161,7 @@ def run(args: argparse.Namespace) -> int:
 
         inputs = expand_paths([args.baseline, args.current])
         # The markdown may go to a device (a terminal, /dev/null): written into it.
-        check_output(args.output, option="-o", inputs=inputs, devices=True)
+        check_output(args.output, option="-o", inputs=inputs, devices=True, example="compare.md")
 
     base = load_metrics(args.baseline)
     cur = load_metrics(args.current)

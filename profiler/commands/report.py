@@ -94,7 +94,7 @@ def run(args: argparse.Namespace) -> int:
     from profiler.render.markdown import images_folder, nothing_in_common, write_report
 
     out = Path(args.output)
-    check_output(out, option="-o", inputs=expand_paths(args.runs))
+    check_output(out, option="-o", inputs=expand_paths(args.runs), example="report.md")
     charts_dir = images_folder(out)
     if not args.no_plots and charts_dir.exists() and not charts_dir.is_dir():
         raise UserError(f"{charts_dir} is in the way of the report's charts folder: move it")

@@ -32,6 +32,7 @@ def write_report_files(
     Returns the files written, the report first."""
     target = Path(os.path.realpath(out))
     try:
+        target.parent.mkdir(parents=True, exist_ok=True)
         staging = Path(tempfile.mkdtemp(prefix=f".{TEMP_PREFIX}report-", dir=target.parent))
     except OSError as e:
         raise UserError(f"cannot write {out}: {e.strerror}: choose a writable path") from e
@@ -43,7 +44,12 @@ def write_report_files(
         raise UserError(f"cannot write the report {out}: {e.strerror}: nothing was written") from e
     finally:
         shutil.rmtree(staging, ignore_errors=True)
-    write_file(out, text.encode())
+    try:
+        write_file(out, text.encode())
+    except BaseException:
+        for chart in placed.values():  # no charts without the report that shows them
+            chart.unlink(missing_ok=True)
+        raise
     return [out, *placed.values()]
 
 
