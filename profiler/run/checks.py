@@ -11,8 +11,12 @@ from __future__ import annotations
 import argparse
 import math
 import re
+from typing import TYPE_CHECKING
 
 from profiler.errors import UserError
+
+if TYPE_CHECKING:
+    from profiler.run.request import ProfileRequest
 
 # transformers' set_seed seeds numpy too, which takes 0 .. 2**32 - 1.
 SEED_MAX = 2**32 - 1
@@ -73,3 +77,18 @@ def check_run_options(args: argparse.Namespace) -> None:
         from profiler.sources.sizes import parse_size
 
         parse_size(shard, "--max-shard-size")
+
+
+def check_request(req: ProfileRequest) -> None:
+    """The same checks on a request however it was made (command line, suite file,
+    Python): values that reach a child are meaningful ones."""
+    check_device(req.device)
+    check_timeout(req.timeout_s)
+    _at_least("--repeat", req.repeat, 1, "use 1 or more repetitions")
+    _at_least("--read-threads", req.read_threads, 1, "use 1 or more threads")
+    spec = req.decode
+    if spec.enabled:
+        if not (math.isfinite(spec.temperature) and spec.temperature >= 0):
+            raise UserError(f"temperature {spec.temperature!r}: use 0 (greedy) or more")
+        if spec.seed is not None and not 0 <= spec.seed <= SEED_MAX:
+            raise UserError(f"seed {spec.seed}: use a whole number from 0 to {SEED_MAX}")

@@ -136,6 +136,9 @@ def with_note(run: RunRecord, note: str | None) -> RunRecord:
 def profile(req: ProfileRequest, log: Callable[[str], None] = lambda s: None) -> list[RunRecord]:
     """Run every repetition in every requested cache state, interleaved (cold, warm,
     cold, warm, ...) so that drift of the machine hits both states alike."""
+    from profiler.run.checks import check_request
+
+    check_request(req)
     if req.repeat < 1:
         raise UserError(f"--repeat must be at least 1, got {req.repeat}")
     for s in req.page_states:

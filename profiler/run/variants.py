@@ -116,7 +116,9 @@ def profile_variants(
 ) -> list[RunRecord]:
     """Every variant in every cache state, in fresh processes; decode is skipped."""
     from profiler.load.checkpoint import storage_dtype
+    from profiler.run.checks import check_request
 
+    check_request(req)
     src = resolve_source(req, log)
     if src.folder is None or src.gguf_file:
         raise UserError(
