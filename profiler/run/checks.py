@@ -27,7 +27,7 @@ def check_device(device: str) -> None:
     """``cpu``, ``cuda`` or ``cuda:N``; anything else is malformed, not "no GPU"."""
     if not _DEVICE.fullmatch(device):
         raise UserError(
-            f"--device {device!r} is malformed: use cpu, cuda or cuda:N (N = 0, 1, ...)"
+            f"unknown device {device!r} (malformed): use cpu, cuda or cuda:N (N = 0, 1, ...)"
         )
 
 
