@@ -38,6 +38,15 @@ def _kind(mode: int) -> str | None:
     return None
 
 
+def _mode(path: Path) -> int | None:
+    """The mode of what ``path`` leads to (links followed: ``/dev/stdout`` may be a
+    pipe whose "real path" names no file), None when nothing is there."""
+    try:
+        return os.stat(path).st_mode
+    except OSError:
+        return None
+
+
 def _nearest_existing(path: Path) -> Path:
     p = path
     while not os.path.lexists(p) and p != p.parent:
@@ -62,9 +71,10 @@ def check_output(
     target = Path(os.path.realpath(given))
     if target.is_dir():
         raise UserError(f"{option} {given} is a folder: give a file name, e.g. {given / example}")
-    if os.path.lexists(target):
-        kind = _kind(os.stat(target).st_mode)
-        if kind and not (devices and stat.S_ISCHR(os.stat(target).st_mode)):
+    mode = _mode(given)
+    if mode is not None:
+        kind = _kind(mode)
+        if kind and not (devices and stat.S_ISCHR(mode)):
             raise UserError(
                 f"{option} {given} is {kind}: llmprof writes regular files only "
                 "(it would not replace it): give a file path"
@@ -122,10 +132,10 @@ def write_file(path: str | os.PathLike[str], data: bytes) -> None:
     """
     given = Path(path)
     target = Path(os.path.realpath(given))
-    if os.path.lexists(target):
-        mode = os.stat(target).st_mode
+    mode = _mode(given)
+    if mode is not None:
         if stat.S_ISCHR(mode):
-            _write_device(target, data, given)
+            _write_device(given, data, given)
             return
         kind = _kind(mode)
         if kind:

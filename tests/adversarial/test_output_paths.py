@@ -220,3 +220,15 @@ def test_json_to_dev_full_in_namespace(tmp_path: Path) -> None:
 def test_dev_null_untouched_after_suite() -> None:
     # The real /dev/null is only looked at, never a target: it must still be a device.
     assert stat.S_ISCHR(os.stat("/dev/null").st_mode)
+
+
+def test_json_to_link_to_fifo_like_dev_stdout(cli, tmp_path: Path) -> None:
+    # /dev/stdout is a link to /proc/self/fd/1, a pipe under a pipeline: the link
+    # must survive and nothing may block on the pipe.
+    model = stub_model(tmp_path / "m")
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    link = tmp_path / "stdout"
+    link.symlink_to(fifo)
+    assert_refused(cli("load", model, *FAST, "--json", link, timeout=60), says="fifo")
+    assert link.is_symlink() and stat.S_ISFIFO(os.stat(link).st_mode)
