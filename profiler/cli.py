@@ -11,11 +11,13 @@ from __future__ import annotations
 import argparse
 import importlib
 import os
+import signal
 import sys
 from collections.abc import Sequence
+from typing import Any
 
 from profiler import __version__
-from profiler.errors import UserError
+from profiler.errors import Terminated, UserError
 
 COMMANDS: tuple[str, ...] = (
     "load",
@@ -54,18 +56,40 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not getattr(args, "_run", None):
         parser.print_help()
         return 2
+    previous = _on_sigterm()
     try:
         return int(args._run(args))
     except UserError as e:
         print(f"llmprof: {e}", file=sys.stderr)
         return e.exit_code
     except KeyboardInterrupt:
-        print("llmprof: interrupted", file=sys.stderr)
+        # Everything on the way out (child process groups, temporary folders) has
+        # been cleaned up by the context managers it unwound through.
+        print("llmprof: interrupted: stopped the run, nothing was written", file=sys.stderr)
         return 130
+    except Terminated:
+        print("llmprof: terminated: stopped the run, nothing was written", file=sys.stderr)
+        return Terminated.exit_code
     except BrokenPipeError:
         # Output piped into `head` and closed: not an error worth a traceback.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _raise_terminated(signum: int, frame: object) -> None:
+    raise Terminated()
+
+
+def _on_sigterm() -> Any:
+    """Turn SIGTERM into :class:`Terminated` (so the run unwinds and cleans up);
+    returns the handler it replaced, None outside the main thread."""
+    try:
+        return signal.signal(signal.SIGTERM, _raise_terminated)
+    except ValueError:  # not the main thread (a test calling main()): leave it
+        return None
 
 
 if __name__ == "__main__":

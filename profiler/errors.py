@@ -13,3 +13,14 @@ class UserError(Exception):
     def __init__(self, message: str, exit_code: int = 2) -> None:
         super().__init__(message)
         self.exit_code = exit_code
+
+
+class Terminated(BaseException):
+    """SIGTERM arrived: unwind like Ctrl-C (children stopped, temporary folders
+    removed, nothing partial written), then exit 143 (128 + SIGTERM).
+
+    A BaseException, as KeyboardInterrupt is, so that no ``except Exception`` on the
+    way out swallows it.
+    """
+
+    exit_code = 143

@@ -76,10 +76,14 @@ def _read_json(path: Path) -> Any:
     except (OSError, UnicodeDecodeError) as e:
         reason = getattr(e, "strerror", None) or str(e)
         raise UserError(f"{path}: cannot read ({reason}): pass an existing results file") from e
+    from profiler.records.validate import parse_json
+
     try:
-        return json.loads(text)
+        return parse_json(text)
     except json.JSONDecodeError as e:
         raise UserError(f"{path}: not JSON ({e.msg} at line {e.lineno})") from e
+    except (ValueError, RecursionError) as e:
+        raise UserError(f"{path}: not a valid results file ({e})") from e
 
 
 def _is_pytest_benchmark(doc: Any) -> bool:

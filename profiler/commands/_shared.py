@@ -206,8 +206,11 @@ def decode_spec(args: argparse.Namespace, enabled: bool) -> DecodeSpec:
 
 def build_request(args: argparse.Namespace, *, native: bool, decode: bool) -> ProfileRequest:
     from profiler.load.common import DTYPES
+    from profiler.run.checks import check_run_options
     from profiler.run.request import ProfileRequest
 
+    check_run_options(args)
+    check_run_outputs(args)
     if args.dtype not in DTYPES:
         raise UserError(f"unknown dtype {args.dtype!r}: use one of {', '.join(DTYPES)}")
     if args.device != "cpu" and not args.device.startswith("cuda"):
@@ -235,18 +238,36 @@ def build_request(args: argparse.Namespace, *, native: bool, decode: bool) -> Pr
     )
 
 
+def check_run_outputs(args: argparse.Namespace) -> None:
+    """``--json`` and ``--report`` checked before any work (:mod:`profiler.files`):
+    never a folder, a device, a FIFO, a file of the model, or one another."""
+    from pathlib import Path
+
+    from profiler.files import check_output, check_outputs_differ
+
+    model = Path(args.model)
+    inputs = [p for p in model.iterdir()] if model.is_dir() else [model]
+    if args.json:
+        check_output(args.json, option="--json", inputs=inputs)
+    if getattr(args, "report", None):
+        check_output(args.report, option="--report", inputs=inputs)
+        check_outputs_differ(("--json", args.json), ("--report", args.report))
+
+
 def log(msg: str) -> None:
     print(f"llmprof: {msg}", file=sys.stderr, flush=True)
 
 
 def show(args: argparse.Namespace, session: Session, *, variants: bool = False) -> int:
     """Save, print and report a finished session; the exit status of the command."""
-    from profiler.records.io import save_runs
+    from profiler.caches.unsaved import save_or_fallback
 
     runs = list(session.runs)
+    saved = True
     if args.json:
-        save_runs(args.json, runs)
-        log(f"wrote {len(runs)} run record(s) to {args.json}")
+        # Printed before the tables, the tables still follow: nothing measured is lost.
+        saved, line = save_or_fallback(args.json, runs)
+        log(line)
     if variants:
         from profiler.render.variants import render_variants
 
@@ -260,6 +281,12 @@ def show(args: argparse.Namespace, session: Session, *, variants: bool = False) 
     if getattr(args, "report", None):
         from profiler.render.markdown import write_report
 
-        written = write_report(runs, args.report, title=f"llmprof: {args.model}", skipped=[])
-        log(f"wrote report {written[0]}")
+        try:
+            written = write_report(runs, args.report, title=f"llmprof: {args.model}", skipped=[])
+            log(f"wrote report {written[0]}")
+        except UserError as e:
+            log(f"{e} (the tables above hold the figures)")
+            saved = False
+    if not saved:
+        return 2
     return 0 if any(r.status == "ok" for r in runs) else 1

@@ -44,6 +44,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.json:
+        from profiler.files import check_output
+
+        check_output(args.json, option="--json")
     if args.path is not None:
         folder = Path(args.path).expanduser()
         if not folder.exists():

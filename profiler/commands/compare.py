@@ -155,6 +155,13 @@ def run(args: argparse.Namespace) -> int:
     alpha = _alpha(args.alpha)
     floors = parse_floors(args.floor)
     thresholds = parse_metric_thresholds(args.metric_threshold)
+    if args.output:
+        from profiler.files import check_output
+        from profiler.records.io import expand_paths
+
+        inputs = expand_paths([args.baseline, args.current])
+        # The markdown may go to a device (a terminal, /dev/null): written into it.
+        check_output(args.output, option="-o", inputs=inputs, devices=True, example="compare.md")
 
     base = load_metrics(args.baseline)
     cur = load_metrics(args.current)

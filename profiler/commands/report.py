@@ -89,11 +89,15 @@ def collect_runs(paths: Sequence[str]) -> tuple[list[RunRecord], list[tuple[str,
 
 def run(args: argparse.Namespace) -> int:
     from profiler.analysis.summaries import summarize_runs
+    from profiler.files import check_output
+    from profiler.records.io import expand_paths
     from profiler.render.markdown import images_folder, nothing_in_common, write_report
 
     out = Path(args.output)
-    if out.is_dir():
-        raise UserError(f"{out} is a folder: give the report a file name, e.g. {out}/report.md")
+    check_output(out, option="-o", inputs=expand_paths(args.runs), example="report.md")
+    charts_dir = images_folder(out)
+    if not args.no_plots and charts_dir.exists() and not charts_dir.is_dir():
+        raise UserError(f"{charts_dir} is in the way of the report's charts folder: move it")
     runs, skipped = collect_runs(args.runs)
     for path, reason in skipped:
         print(f"llmprof: left out {path}: {reason}", file=sys.stderr)

@@ -27,6 +27,14 @@ def run(args: argparse.Namespace) -> int:
 
     suite = load_suite(args.suite)
     out = Path(args.output)
+    if out.exists() and not out.is_dir():
+        from profiler.errors import UserError
+
+        raise UserError(f"-o {out} is not a folder: give a folder for the records")
+    if args.repeat is not None and args.repeat < 1:
+        from profiler.errors import UserError
+
+        raise UserError(f"--repeat {args.repeat}: use at least 1")
     failed = 0
     requests = filter_requests(suite.requests, args.only)
     for i, req in enumerate(requests, 1):

@@ -46,6 +46,11 @@ _ST_DTYPES = {
     "U32": "uint32",
     "U64": "uint64",
 }
+# Bytes per element of each safetensors dtype code.
+_ST_SIZES = {
+    "F64": 8, "F32": 4, "F16": 2, "BF16": 2, "I64": 8, "I32": 4, "I16": 2, "I8": 1,
+    "U8": 1, "BOOL": 1, "F8_E4M3": 1, "F8_E5M2": 1, "U16": 2, "U32": 4, "U64": 8,
+}  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -61,9 +66,55 @@ class Checkpoint:
         return sum(f.stat().st_size for f in self.files)
 
 
+def allowed_roots(folder: Path) -> tuple[Path, ...]:
+    """Where the files of ``folder`` may really live: the folder itself and, for a
+    hub cache snapshot (``.../snapshots/<rev>``), its repo's ``blobs/`` folder, which
+    the snapshot's symlinks point into."""
+    real = folder.resolve()
+    roots = [real]
+    if folder.parent.name == "snapshots" and (folder.parent.parent / "blobs").is_dir():
+        roots.append((folder.parent.parent / "blobs").resolve())
+    return tuple(roots)
+
+
+def inside_model(folder: Path, name: str, what: str) -> Path:
+    """``folder / name``, refused unless it resolves (symlinks followed) inside the
+    model folder: an index or a link must not make llmprof read other files. The
+    message names the entry, never anything of the outside file."""
+    path = folder / name
+    real = path.resolve()
+    if Path(name).is_absolute() or not any(real.is_relative_to(r) for r in allowed_roots(folder)):
+        raise UserError(
+            f"{folder}: {what} names {name!r}, which resolves outside the model folder: "
+            "llmprof reads only files inside it; fix or re-download the model"
+        )
+    return path
+
+
+def _shard_names(index: Path) -> list[str]:
+    """The shard file names of an index, checked for type."""
+    try:
+        doc = json.loads(index.read_text())
+    except (OSError, ValueError) as e:
+        raise UserError(f"{index}: unreadable shard index ({e}): re-download the model") from e
+    weight_map = doc.get("weight_map") if isinstance(doc, dict) else None
+    if not isinstance(weight_map, dict) or not all(
+        isinstance(v, str) and v for v in weight_map.values()
+    ):
+        raise UserError(
+            f"{index}: shard index has no weight_map of tensor name -> file name: "
+            "re-download the model"
+        )
+    return list(dict.fromkeys(weight_map.values()))
+
+
 def find_checkpoint(folder: Path) -> Checkpoint:
     """Locate weights the way ``from_pretrained`` prefers them: safetensors (single or
-    sharded by index) first, then ``pytorch_model.bin`` (single or sharded)."""
+    sharded by index) first, then ``pytorch_model.bin`` (single or sharded).
+
+    Every file must resolve inside the folder (:func:`inside_model`), whatever the
+    index says or a symlink points to.
+    """
     folder = Path(folder)
     for index_name, single, fmt in (
         (SAFETENSORS_INDEX, "model.safetensors", "safetensors"),
@@ -71,14 +122,9 @@ def find_checkpoint(folder: Path) -> Checkpoint:
     ):
         index = folder / index_name
         if index.is_file():
-            try:
-                weight_map = json.loads(index.read_text())["weight_map"]
-            except (OSError, ValueError, KeyError) as e:
-                raise UserError(
-                    f"{index}: unreadable shard index ({e}): re-download the model"
-                ) from e
-            names = list(dict.fromkeys(weight_map.values()))
-            files = tuple(folder / n for n in names)
+            inside_model(folder, index_name, "the shard index")
+            names = _shard_names(index)
+            files = tuple(inside_model(folder, n, index_name) for n in names)
             missing = [f.name for f in files if not f.is_file()]
             if missing:
                 raise UserError(
@@ -87,7 +133,7 @@ def find_checkpoint(folder: Path) -> Checkpoint:
                 )
             return Checkpoint(folder, fmt, files)
         if (folder / single).is_file():
-            return Checkpoint(folder, fmt, (folder / single,))
+            return Checkpoint(folder, fmt, (inside_model(folder, single, "the weights file"),))
     raise UserError(
         f"{folder} has no model weights (model.safetensors, pytorch_model.bin or their "
         "shard indexes): pass a folder saved with save_pretrained()"
@@ -118,8 +164,10 @@ class SafetensorsHeader:
 def read_safetensors_header(path: Path) -> SafetensorsHeader:
     """Parse the header of a safetensors file, validating it against the file size.
 
-    A truncated file or a damaged header is reported as one clear error instead of
-    surfacing later as a crash inside a tensor view.
+    A truncated file or a damaged header (wrong JSON types, offsets negative,
+    reversed or overlapping, a shape that disagrees with its byte count) is reported
+    as one clear error instead of surfacing later as a crash inside a tensor view.
+    The message never quotes the file's bytes.
     """
     size = path.stat().st_size
     try:
@@ -130,28 +178,70 @@ def read_safetensors_header(path: Path) -> SafetensorsHeader:
             (hlen,) = struct.unpack("<Q", raw_len)
             if hlen > min(size - 8, 100 * 1024 * 1024):
                 raise ValueError(f"header length {hlen} exceeds the file")
-            header = json.loads(f.read(hlen))
+            header = json.loads(f.read(hlen).decode("utf-8"))
+    except UnicodeDecodeError as e:
+        raise UserError(f"{path}: corrupt safetensors header (not UTF-8): re-download it") from e
     except (OSError, ValueError) as e:
-        raise UserError(f"{path}: corrupt safetensors file ({e}): re-download or rebuild it") from e
+        why = str(e).split(":")[0][:80]
+        raise UserError(
+            f"{path}: corrupt safetensors file ({why}): re-download or rebuild it"
+        ) from e
+    if not isinstance(header, dict):
+        raise UserError(f"{path}: safetensors header is not a JSON object: re-download it")
     data_offset = 8 + hlen
-    tensors: list[TensorEntry] = []
     meta = header.pop("__metadata__", {}) or {}
-    for name, info in header.items():
-        try:
-            begin, end = info["data_offsets"]
-            dtype = _ST_DTYPES[info["dtype"]]
-            shape = tuple(int(x) for x in info["shape"])
-        except (KeyError, TypeError, ValueError) as e:
+    if not isinstance(meta, dict):
+        raise UserError(f"{path}: safetensors __metadata__ is not an object: re-download it")
+    tensors = [_entry(path, name, info, data_offset, size) for name, info in header.items()]
+    spans = sorted((t.begin, t.end, t.name) for t in tensors if t.end > t.begin)
+    for (_, end_a, a), (begin_b, _, b) in zip(spans, spans[1:], strict=False):
+        if begin_b < end_a:
             raise UserError(
-                f"{path}: corrupt safetensors header at {name!r}: re-download it"
-            ) from e
-        if data_offset + end > size:
-            raise UserError(
-                f"{path}: truncated safetensors file (tensor {name!r} ends at byte "
-                f"{data_offset + end}, file has {size}): re-download or rebuild it"
+                f"{path}: tensors {a!r} and {b!r} overlap in the file: re-download or rebuild it"
             )
-        tensors.append(TensorEntry(name, dtype, shape, data_offset + begin, data_offset + end))
-    return SafetensorsHeader(path, data_offset, tuple(tensors), dict(meta))
+    return SafetensorsHeader(
+        path, data_offset, tuple(tensors), {str(k): v for k, v in meta.items()}
+    )
+
+
+def _entry(path: Path, name: str, info: object, data_offset: int, size: int) -> TensorEntry:
+    """One header entry, checked for types, offsets and shape against its bytes."""
+
+    def bad(what: str) -> UserError:
+        return UserError(f"{path}: corrupt safetensors header at {name!r} ({what}): re-download it")
+
+    if not isinstance(info, dict):
+        raise bad("entry is not an object")
+    offsets, shape, code = info.get("data_offsets"), info.get("shape"), info.get("dtype")
+    if not (
+        isinstance(offsets, list)
+        and len(offsets) == 2
+        and all(isinstance(x, int) and not isinstance(x, bool) for x in offsets)
+    ):
+        raise bad("data_offsets is not a pair of whole numbers")
+    begin, end = offsets
+    if begin < 0 or end < begin:
+        raise bad(f"data_offsets {begin}..{end} are negative or reversed")
+    if code not in _ST_DTYPES:
+        raise bad(f"unknown dtype {str(code)[:20]!r}")
+    if not (
+        isinstance(shape, list)
+        and all(isinstance(x, int) and not isinstance(x, bool) and x >= 0 for x in shape)
+    ):
+        raise bad("shape is not a list of non-negative whole numbers")
+    numel = 1
+    for x in shape:
+        numel *= x
+    if numel * _ST_SIZES[code] != end - begin:
+        raise bad(
+            f"shape {shape} needs {numel * _ST_SIZES[code]} bytes, offsets give {end - begin}"
+        )
+    if data_offset + end > size:
+        raise UserError(
+            f"{path}: truncated safetensors file (tensor {name!r} ends at byte "
+            f"{data_offset + end}, file has {size}): re-download or rebuild it"
+        )
+    return TensorEntry(name, _ST_DTYPES[code], tuple(shape), data_offset + begin, data_offset + end)
 
 
 def tensors_from_buffer(

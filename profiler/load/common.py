@@ -83,13 +83,26 @@ def load_tokenizer(folder: Path, options: LoadOptions, auto: Any) -> Any:
     """``auto.from_pretrained`` on the folder (and GGUF file); UserError when it fails."""
     try:
         if options.gguf_file:
-            return auto.from_pretrained(folder, gguf_file=options.gguf_file)
-        return auto.from_pretrained(folder)
+            return auto.from_pretrained(
+                folder, gguf_file=options.gguf_file, trust_remote_code=False
+            )
+        return auto.from_pretrained(folder, trust_remote_code=False)
     except (OSError, ValueError) as e:
-        raise UserError(
-            f"{folder}: cannot load the tokenizer ({str(e).splitlines()[0][:200]})"
-            ": check the tokenizer files"
-        ) from e
+        raise load_error(folder, "tokenizer", e) from e
+
+
+def load_error(folder: Path, what: str, e: Exception) -> UserError:
+    """The one line for a failed transformers load that names the real cause: custom
+    code refused, an invalid config.json, or else the files of ``what``."""
+    from profiler.run.preflight import REMOTE_CODE
+
+    text = str(e)
+    first = text.splitlines()[0][:200] if text else type(e).__name__
+    if "trust_remote_code" in text:
+        return UserError(f"{folder}: the model needs its own Python code: {REMOTE_CODE}")
+    if "config.json" in text and what != "config":
+        return UserError(f"{folder}: invalid config.json ({first}): fix or re-download it")
+    return UserError(f"{folder}: cannot load the {what} ({first}): check the {what} files")
 
 
 def tokenizer_stage(folder: Path, options: LoadOptions, rec: Recorder) -> Any:
@@ -111,7 +124,10 @@ def config_stage(folder: Path, options: LoadOptions, rec: Recorder) -> tuple[Any
 
     gguf = {"gguf_file": options.gguf_file} if options.gguf_file else {}
     with rec.stage("config") as st:
-        config = AutoConfig.from_pretrained(folder, **gguf)
+        try:
+            config = AutoConfig.from_pretrained(folder, trust_remote_code=False, **gguf)
+        except (OSError, ValueError) as e:
+            raise load_error(folder, "config", e) from e
         try:
             gen_config = GenerationConfig.from_pretrained(folder)
         except OSError:
@@ -146,7 +162,7 @@ def init_on_meta(config: Any, dtype: torch.dtype) -> Any:
     with init_empty_weights(include_buffers=False):
         try:
             if hasattr(cls, "from_config"):
-                return cls.from_config(config, dtype=dtype)
+                return cls.from_config(config, dtype=dtype, trust_remote_code=False)
             return cls._from_config(config, dtype=dtype)
         except ValueError as e:
             raise UserError(

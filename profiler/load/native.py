@@ -86,9 +86,11 @@ def _load(
     first = len(rec.records)
 
     with rec.stage("tokenizer"):
-        AutoTokenizer.from_pretrained(folder, **gguf)  # timed as users pay it; not needed after
+        # Timed as users pay it; not needed after.
+        AutoTokenizer.from_pretrained(folder, trust_remote_code=False, **gguf)
 
-    config = AutoConfig.from_pretrained(folder, **gguf)  # cheap; needed to name "auto"
+    # Cheap; needed to name "auto".
+    config = AutoConfig.from_pretrained(folder, trust_remote_code=False, **gguf)
     dtype_name = resolve_dtype(options.dtype, config, None)
     kwargs: dict[str, Any] = {"dtype": getattr(torch, dtype_name), **gguf}
     if device_map:
@@ -98,7 +100,7 @@ def _load(
     with rec.stage("from_pretrained", "bytes of weights in the loaded model") as st:
         if profiler_ctx is not None and device_map:
             profiler_ctx.__enter__()
-        model = model_class(config).from_pretrained(folder, **kwargs)
+        model = model_class(config).from_pretrained(folder, trust_remote_code=False, **kwargs)
         if profiler_ctx is not None and device_map:
             profiler_ctx.__exit__(None, None, None)
             st.counters.update(profiler_ctx.summary())

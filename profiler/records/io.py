@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
@@ -21,30 +20,11 @@ from profiler.records.run import RunRecord
 
 
 def write_atomic(path: str | os.PathLike[str], data: bytes) -> None:
-    """Write ``data`` to ``path`` so that the file is either complete or absent."""
-    target = Path(path)
-    parent = target.parent if str(target.parent) else Path(".")
-    try:
-        parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=parent)
-    except OSError as e:
-        raise UserError(f"cannot write {target}: {e.strerror}: choose a writable path") from e
-    try:
-        # mkstemp creates 0600 files; results are ordinary files, so honour the umask.
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, target)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
+    """Write ``data`` to ``path`` so that the file is either complete or absent
+    (:func:`profiler.files.write_file`: links followed, devices never renamed over)."""
+    from profiler.files import write_file
+
+    write_file(path, data)
 
 
 def runs_to_json(runs: Sequence[RunRecord]) -> str:
@@ -64,25 +44,45 @@ def save_runs(path: str | os.PathLike[str], runs: Sequence[RunRecord]) -> None:
 
 
 def parse_runs(doc: Any, origin: str = "<data>") -> list[RunRecord]:
-    """Turn a decoded JSON document into run records, or raise UserError naming origin."""
+    """Turn a decoded JSON document into run records, or raise UserError naming origin.
+
+    Every record is checked field by field (:mod:`profiler.records.validate`): a
+    wrong type or a non-finite number is one line here, never a traceback later.
+    """
+    from profiler.records.validate import bad_field, check_version
+
     try:
         if isinstance(doc, dict) and doc.get("kind") == "llmprof.runs":
-            version = doc.get("schema_version", 0)
-            if isinstance(version, int) and version > SCHEMA_VERSION:
-                raise UserError(
-                    f"record has schema version {version}, this llmprof reads up to "
-                    f"{SCHEMA_VERSION}: upgrade llmprof"
-                )
-            return [RunRecord.from_dict(r) for r in doc.get("runs", [])]
-        return [RunRecord.from_dict(doc)]
+            check_version(doc.get("schema_version", 0))
+            items = doc.get("runs", [])
+            if not isinstance(items, list):
+                raise UserError('"runs" is not a list: not an llmprof results file')
+        else:
+            items = [doc]
+        runs = []
+        for i, item in enumerate(items):
+            if not isinstance(item, dict):
+                raise UserError(f"run {i} is not a JSON object: not an llmprof record")
+            if "schema_version" in item:  # a missing one is from_dict's to refuse
+                check_version(item["schema_version"], f"run {i}")
+            run = RunRecord.from_dict(item)
+            wrong = bad_field(run)
+            if wrong:
+                raise UserError(f"run {i}: malformed field {wrong}: not a valid llmprof record")
+            runs.append(run)
+        return runs
     except UserError as e:
         raise UserError(f"{origin}: {e}") from e
-    except (KeyError, TypeError, ValueError) as e:
-        raise UserError(f"{origin}: malformed llmprof record ({type(e).__name__}: {e})") from e
+    except (KeyError, TypeError, ValueError, AttributeError, IndexError) as e:
+        raise UserError(
+            f"{origin}: malformed llmprof record ({type(e).__name__}: {str(e)[:120]})"
+        ) from e
 
 
 def load_runs(path: str | os.PathLike[str]) -> list[RunRecord]:
     """Load the runs of one results file."""
+    from profiler.records.validate import parse_json
+
     p = Path(path)
     try:
         text = p.read_text()
@@ -90,9 +90,11 @@ def load_runs(path: str | os.PathLike[str]) -> list[RunRecord]:
         reason = getattr(e, "strerror", None) or str(e)
         raise UserError(f"{p}: cannot read ({reason})") from e
     try:
-        doc = json.loads(text)
+        doc = parse_json(text)
     except json.JSONDecodeError as e:
         raise UserError(f"{p}: not JSON ({e.msg} at line {e.lineno})") from e
+    except (ValueError, RecursionError) as e:
+        raise UserError(f"{p}: not a valid llmprof results file ({e})") from e
     return parse_runs(doc, str(p))
 
 

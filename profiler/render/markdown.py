@@ -466,23 +466,29 @@ def write_report(
     Every file is written to a temporary name and renamed, so an interrupted run
     leaves no half-written file.
     """
-    from profiler.records.io import write_atomic
-    from profiler.render.plots import write_plots
+    from profiler.render.plots import CHART_FILES, write_plots
+    from profiler.render.report_files import write_report_files
     from profiler.render.timeline_plot import write_timelines
 
     out = Path(out_path)
     groups = summarize_runs(runs)
     if not groups:
         raise UserError("no runs to report: pass llmprof JSON result files or folders")
-    written: dict[str, Path] = {}
-    if plots:
-        written = write_plots(groups, images_folder(out))
-        written.update(write_timelines(runs, images_folder(out)))
-        written.update(decode_bounds.write_sweep_chart(groups, images_folder(out)))
-    rel = {k: f"{images_folder(out).name}/{p.name}" for k, p in written.items()}
-    text = render_markdown(runs, title=title, images=rel, skipped=skipped)
-    write_atomic(out, text.encode())
-    return [out, *written.values()]
+    images = images_folder(out)
+
+    def charts(folder: Path) -> dict[str, Path]:
+        if not plots:
+            return {}
+        drawn = write_plots(groups, folder)
+        drawn.update(write_timelines(runs, folder))
+        drawn.update(decode_bounds.write_sweep_chart(groups, folder))
+        return drawn
+
+    def text(drawn: dict[str, Path]) -> str:
+        rel = {k: f"{images.name}/{p.name}" for k, p in drawn.items()}
+        return render_markdown(runs, title=title, images=rel, skipped=skipped)
+
+    return write_report_files(out, images, charts, text, stale=CHART_FILES if plots else ())
 
 
 __all__ = [

@@ -137,6 +137,9 @@ def with_note(run: RunRecord, note: str | None) -> RunRecord:
 def profile(req: ProfileRequest, log: Callable[[str], None] = lambda s: None) -> list[RunRecord]:
     """Run every repetition in every requested cache state, interleaved (cold, warm,
     cold, warm, ...) so that drift of the machine hits both states alike."""
+    from profiler.run.checks import check_request
+
+    check_request(req)
     if req.repeat < 1:
         raise UserError(f"--repeat must be at least 1, got {req.repeat}")
     for s in req.page_states:
@@ -145,7 +148,7 @@ def profile(req: ProfileRequest, log: Callable[[str], None] = lambda s: None) ->
     src = resolve_source(req, log)
     if src.folder is not None and not src.gguf_file:
         check_decode_context(src.folder, req.decode)  # prompt vs context, before loading
-        preflight(src.folder)
+        preflight(src.folder, chat=req.decode.enabled and req.decode.chat)
     execute: Execute = (
         (lambda job, env: run_in_process(job))
         if req.in_process

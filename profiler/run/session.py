@@ -12,6 +12,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from profiler.errors import UserError
 from profiler.records.ceilings import Ceilings
 from profiler.records.run import RunRecord
 from profiler.run.request import ProfileRequest
@@ -55,9 +56,19 @@ def judge(runs: Sequence[RunRecord], mode: str, device: str, log: Callable[[str]
     folder = Path(ok[0].model.path)
     while not folder.is_dir() and folder != folder.parent:
         folder = folder.parent
-    found = lookup(
-        folder, quick=mode == "quick", device=device, progress=lambda m: log(f"ceilings: {m}")
-    )
+    try:
+        found = lookup(
+            folder, quick=mode == "quick", device=device, progress=lambda m: log(f"ceilings: {m}")
+        )
+    except (UserError, OSError) as e:
+        # The profile is measured already: a probe that lacks space or permission
+        # costs the ceilings, never the runs.
+        reason = str(e) if isinstance(e, UserError) else f"{e.strerror or e} ({folder})"
+        if "--" in reason.rsplit(": ", 1)[-1]:
+            # The fix names an option of `llmprof ceilings`, which this command lacks.
+            reason = reason.rsplit(": ", 1)[0] + ": run `llmprof ceilings` to measure them"
+        log(f"ceilings not measured: {reason}; stages shown without a ceiling")
+        return Session(tuple(runs))
     if not found.from_cache:
         log(f"measured this machine's ceilings once; cached in {found.path}")
     ceilings = found.ceilings

@@ -86,15 +86,13 @@ def cached_snapshot(repo: str, env: dict[str, str]) -> Path | None:
     return Path(proc.stdout.strip().splitlines()[-1])
 
 
-def preflight(folder: Path) -> None:
-    """Fail fast, before any child starts, on weights that cannot load: a missing or
-    damaged checkpoint gives one clear line instead of N failed repetitions."""
-    from profiler.load.checkpoint import find_checkpoint, read_safetensors_header
+def preflight(folder: Path, chat: bool = False) -> None:
+    """Fail fast, before any child starts, on a model that cannot load: a bad config,
+    custom code, damaged weights or a broken tokenizer give one clear line instead
+    of N failed repetitions (:mod:`profiler.run.preflight`)."""
+    from profiler.run.preflight import check_model
 
-    ckpt = find_checkpoint(folder)
-    if ckpt.fmt == "safetensors":
-        for f in ckpt.files:
-            read_safetensors_header(f)
+    check_model(folder, chat=chat)
 
 
 def model_files(folder: Path, gguf_file: str | None) -> list[Path]:

@@ -42,6 +42,28 @@ def _describe_exit(code: int) -> str:
     return f"exited with code {code}"
 
 
+def end_group(pgid: int, sig: int = signal.SIGKILL) -> None:
+    """Signal a whole process group (a child and anything it started); gone is fine."""
+    try:
+        os.killpg(pgid, sig)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+def stop_child(proc: subprocess.Popen[bytes], grace_s: float = 2.0) -> None:
+    """End a child started with ``start_new_session=True`` and its whole group:
+    SIGTERM, ``grace_s`` to exit, then SIGKILL; reaped before returning."""
+    if grace_s > 0 and proc.poll() is None:
+        end_group(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=grace_s)
+        except subprocess.TimeoutExpired:
+            pass
+    # Killed even when the child itself is gone: what it started may still run.
+    end_group(proc.pid, signal.SIGKILL)
+    proc.wait()
+
+
 def run_child(
     job: LoadJob, env_extra: dict[str, str], timeout_s: float | None, relay: bool = True
 ) -> dict:
@@ -84,12 +106,17 @@ def run_child(
         try:
             code = proc.wait(timeout=timeout_s)
         except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
+            stop_child(proc, grace_s=0)
             t.join(timeout=5)
             raise ChildFailed(
                 None, f"timed out after {timeout_s:g} s and was killed\n" + "\n".join(tail)
             ) from None
+        except BaseException:
+            # Ctrl-C, SIGTERM or any error here: the child (in its own session, so a
+            # terminal's Ctrl-C never reached it) must not outlive us.
+            stop_child(proc)
+            t.join(timeout=5)
+            raise
         t.join(timeout=5)
         if code == 2:
             msg = next((x for x in reversed(tail) if x.startswith("llmprof: ")), None)

@@ -27,7 +27,7 @@ from profiler.run.repetitions import (
     with_sibling_facts,
 )
 from profiler.run.request import ProfileRequest
-from profiler.run.source import Source, model_files, resolve_source
+from profiler.run.source import Source, model_files, preflight, resolve_source
 from profiler.run.spawn import ChildFailed, run_child
 
 
@@ -116,13 +116,16 @@ def profile_variants(
 ) -> list[RunRecord]:
     """Every variant in every cache state, in fresh processes; decode is skipped."""
     from profiler.load.checkpoint import storage_dtype
+    from profiler.run.checks import check_request
 
+    check_request(req)
     src = resolve_source(req, log)
     if src.folder is None or src.gguf_file:
         raise UserError(
             "--variants needs a local safetensors model (a folder, a preset or a "
             "hub model already downloaded)"
         )
+    preflight(src.folder)
     variants = plan_variants(req, src.folder, storage_dtype(src.folder))
     runs: list[RunRecord] = []
     for rep in range(req.repeat):

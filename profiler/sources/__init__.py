@@ -77,7 +77,8 @@ def _resolve_gguf(spec: str, file: Path) -> ResolvedModel:
 def _resolve_folder(spec: str, folder: Path) -> ResolvedModel:
     from profiler.caches.models import read_source
 
-    if not _weight_files(folder):
+    indexed = any(folder.glob("*.index.json"))  # its shards are checked with the index
+    if not _weight_files(folder) and not indexed:
         ggufs = sorted(folder.glob("*.gguf"))
         if len(ggufs) == 1:
             return _resolve_gguf(spec, ggufs[0])

@@ -107,7 +107,9 @@ def config_from_gguf(path: str | Path) -> PretrainedConfig:
 
     path = Path(path)
     check_supported(gguf_architecture(path), path)
-    return AutoConfig.from_pretrained(str(path.parent), gguf_file=path.name)
+    return AutoConfig.from_pretrained(
+        str(path.parent), gguf_file=path.name, trust_remote_code=False
+    )
 
 
 @contextlib.contextmanager
@@ -254,6 +256,7 @@ def _dequantize_with_from_pretrained(
         model = AutoModelForCausalLM.from_pretrained(
             str(contents.path.parent),
             gguf_file=contents.path.name,
+            trust_remote_code=False,
             dtype=dtype or torch.float32,
             **_dequantize_kwargs(),
         )
@@ -297,9 +300,13 @@ def convert_to_folder(path: str | Path, dest: Path, *, dtype: str = "bfloat16") 
     torch_dtype = getattr(torch, dtype)
     folder, name = str(path.parent), path.name
     with _parse_each_file_once():
-        tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=name)
+        tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=name, trust_remote_code=False)
         loaded = AutoModelForCausalLM.from_pretrained(
-            folder, gguf_file=name, dtype=torch_dtype, **_dequantize_kwargs()
+            folder,
+            gguf_file=name,
+            dtype=torch_dtype,
+            trust_remote_code=False,
+            **_dequantize_kwargs(),
         )
     cfg = loaded.config.to_dict()
     for key in (

@@ -67,7 +67,12 @@ def read_gguf_metadata(path: str | Path, keys: set[str] | None = None) -> dict[s
             version = struct.unpack(">I", head[4:8])[0]
         if version < 2:
             raise bad_file(path, f"GGUF version {version} is too old")
-        _tensor_count, kv_count = struct.unpack(order + "QQ", head[8:24])
+        tensor_count, kv_count = struct.unpack(order + "QQ", head[8:24])
+        # Each entry takes bytes of the file (a key/value pair at least 12, a tensor
+        # description at least 24): counts beyond that are damage, not models.
+        size = path.stat().st_size
+        if kv_count * 12 > size or tensor_count * 24 > size:
+            raise bad_file(path, f"absurd counts ({tensor_count} tensors, {kv_count} keys)")
         out["GGUF.version"] = version
         try:
             for _ in range(kv_count):
@@ -95,8 +100,15 @@ def _read(f: BinaryIO, fmt: str) -> Any:
     return struct.unpack(fmt, data)[0]
 
 
+# No key or value string of a real GGUF comes near this; a larger length is damage,
+# and reading it would try to allocate that many bytes.
+MAX_STRING = 16 * 1024 * 1024
+
+
 def _read_str(f: BinaryIO, order: str) -> str:
     n = _read(f, order + "Q")
+    if n > MAX_STRING:
+        raise ValueError(f"string length {n} is absurd")
     data = f.read(n)
     if len(data) != n:
         raise ValueError("file ends inside a string")

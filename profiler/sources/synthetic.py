@@ -122,7 +122,7 @@ def meta_model(preset: Preset, dtype: str | None = None) -> torch.nn.Module:
     config = hf_config(preset, dtype)
     with torch.device("meta"):
         return AutoModelForCausalLM.from_config(
-            config, dtype=getattr(torch, dtype or preset.storage_dtype)
+            config, dtype=getattr(torch, dtype or preset.storage_dtype), trust_remote_code=False
         )
 
 

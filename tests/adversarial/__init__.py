@@ -1,1 +1,2 @@
-"""Adversarial cases: hostile or careless input, one clear line and exit 2, nothing lost, nothing run."""
+"""Adversarial cases: hostile or careless input, one clear line and exit 2, nothing
+lost, nothing run."""

@@ -94,11 +94,14 @@ def write_stub_model(
 
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "config.json").write_text(json.dumps({"model_type": "llama"}))
+    # The parent checks tokenizer files and that a tensor's shape fills its bytes.
+    (folder / "tokenizer.json").write_text(json.dumps({"model": {"vocab": {"<unk>": 0}}}))
+    nbytes = 4 * {"F64": 8, "F32": 4, "F16": 2, "BF16": 2}.get(dtype, 1)
     header = json.dumps(
-        {"w": {"dtype": dtype, "shape": [2, 2], "data_offsets": [0, 8]}, "__metadata__": {}}
+        {"w": {"dtype": dtype, "shape": [2, 2], "data_offsets": [0, nbytes]}, "__metadata__": {}}
     ).encode()
     with open(folder / "model.safetensors", "wb") as f:
-        f.write(struct.pack("<Q", len(header)) + header + bytes(8))
+        f.write(struct.pack("<Q", len(header)) + header + bytes(nbytes))
     if both_formats:
         (folder / "pytorch_model.bin").write_bytes(bytes(8))
     if bin_twin:
