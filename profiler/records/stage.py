@@ -18,6 +18,7 @@ STAGE_ORDER: tuple[str, ...] = (
     "python_start",
     "import",
     "cuda_init",
+    "pg_init",
     "hub_download",
     "tokenizer",
     "config",
@@ -30,13 +31,18 @@ STAGE_ORDER: tuple[str, ...] = (
     "h2d_copy",
     "attach",
     "eval",
+    "load_barrier",
 )
 
 
 # Stages that are not part of loading the model itself: a fresh process pays them
 # before any load. "Load total" comparisons (staged vs native, variants) leave them
 # out so that both sides measure the same work.
-OUTSIDE_LOAD: frozenset[str] = frozenset({"python_start", "import", "cuda_init", "hub_download"})
+# pg_init (torch.distributed set-up) and load_barrier (a rank waiting for the others
+# after its own load) are multi-rank costs shown on their own, not a rank's load.
+OUTSIDE_LOAD: frozenset[str] = frozenset(
+    {"python_start", "import", "cuda_init", "pg_init", "hub_download", "load_barrier"}
+)
 
 
 @dataclass(frozen=True)
@@ -110,6 +116,10 @@ class StageRecord:
     ceiling_gbps: float | None = None
     notes: tuple[str, ...] = ()
     counters: dict[str, float | int | str] = field(default_factory=dict)
+    # Multi-rank runs (torchrun): which process measured the stage, and on what device.
+    rank: int = 0
+    world_size: int = 1
+    device: str = ""
 
     @property
     def duration_s(self) -> float:
@@ -145,6 +155,9 @@ class StageRecord:
             "ceiling_fraction": self.ceiling_fraction,
             "notes": list(self.notes),
             "counters": dict(self.counters),
+            "rank": self.rank,
+            "world_size": self.world_size,
+            "device": self.device,
         }
 
     @classmethod

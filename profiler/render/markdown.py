@@ -29,6 +29,7 @@ from profiler.render.format import (
     num,
     time_unit,
 )
+from profiler.render.ranks import rank_lines
 from profiler.render.overview import (
     attribution_table,
     distinct_environments,
@@ -299,6 +300,7 @@ def render_markdown(
         title = "llmprof report: " + ", ".join(models)
     envs = distinct_environments(groups)
     out: list[str] = [f"# {title}", "", "## Summary", "", *_summary(groups, fields), ""]
+    out += rank_lines(runs, FMT, heading="## ")
     out += _load_section(groups, fields, images)
     out += _cold_warm_section(groups, fields)
     out += _native_section(groups, fields)
