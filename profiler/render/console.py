@@ -18,6 +18,7 @@ from profiler.records.run import RunRecord
 from profiler.render.findings import findings, footer_line, native_gap_line, split_shared
 from profiler.render.format import count, human_bytes
 from profiler.render.overview import distinct_environments, groups_table
+from profiler.render.placement import placement_lines
 from profiler.render.ranks import rank_lines
 from profiler.render.tables import (
     ceilings_line,
@@ -165,6 +166,7 @@ def render_console(runs: Sequence[RunRecord]) -> str:
                     out += _wrap(f"{tag}{item.replace('`', '')}", "    ", "  - ")
             out.append("")
     out += rank_lines(runs, FMT)
+    out += placement_lines(runs, FMT)
     if len(_subjects(groups)) > 1:
         fields = varying_fields([g.key for g in groups])
         out += ["across groups", render_table(groups_table(groups, fields), FMT), ""]

@@ -29,7 +29,6 @@ from profiler.render.format import (
     num,
     time_unit,
 )
-from profiler.render.ranks import rank_lines
 from profiler.render.overview import (
     attribution_table,
     distinct_environments,
@@ -37,6 +36,8 @@ from profiler.render.overview import (
     groups_table,
     native_table,
 )
+from profiler.render.placement import placement_lines
+from profiler.render.ranks import rank_lines
 from profiler.render.tables import (
     cold_warm_table,
     decode_definitions,
@@ -301,6 +302,7 @@ def render_markdown(
     envs = distinct_environments(groups)
     out: list[str] = [f"# {title}", "", "## Summary", "", *_summary(groups, fields), ""]
     out += rank_lines(runs, FMT, heading="## ")
+    out += placement_lines(runs, FMT, heading="## ")
     out += _load_section(groups, fields, images)
     out += _cold_warm_section(groups, fields)
     out += _native_section(groups, fields)
