@@ -233,7 +233,9 @@ def _load(
                 torch.cuda.synchronize()
         per_device = bytes_by_device(model)
         st.add_bytes(sum(per_device.values()))
-        st.counters.update(device_counters(per_device, trace.events if trace else []))
+        st.counters.update(device_counters(
+                per_device, trace.events if trace else [], gpu_memory if on_gpu else None
+            ))
         st.note(f"device_map={plan.label}")
     with rec.stage("eval"):
         model.eval()
@@ -289,9 +291,12 @@ def bytes_by_device(model: Any) -> dict[str, int]:
 
 
 def device_counters(
-    per_device: Mapping[str, int], events: list[dict[str, Any]]
+    per_device: Mapping[str, int],
+    events: list[dict[str, Any]],
+    memory: Callable[[str], dict[str, float | int | str]] | None = None,
 ) -> dict[str, float | int | str]:
-    """The per-device counters of a split load: bytes placed, copies, memory."""
+    """The per-device counters of a split load: bytes placed, copies and, when
+    ``memory`` is given (a GPU reader), each GPU's memory now."""
     out: dict[str, float | int | str] = {}
     for dev, n in per_device.items():
         out[counter_key("placed_bytes", dev)] = n
@@ -299,12 +304,13 @@ def device_counters(
         out[counter_key("h2d_bytes", dev)] = n
         out[counter_key("h2d_time_s", dev)] = s
     for dev in per_device:
-        if dev.startswith("cuda"):
-            out.update(_gpu_memory(dev))
+        if dev.startswith("cuda") and memory is not None:
+            out.update(memory(dev))
     return out
 
 
-def _gpu_memory(dev: str) -> dict[str, float | int | str]:
+def gpu_memory(dev: str) -> dict[str, float | int | str]:
+    """torch allocator and NVML figures of GPU ``dev`` (``cuda:N``), now."""
     from profiler.measure.gpu import GpuProbe
 
     probe = GpuProbe(int(dev.split(":")[1]))
