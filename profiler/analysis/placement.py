@@ -99,6 +99,7 @@ def placement(devices: Sequence[DeviceFigures], load_s: float | None = None) -> 
         mean = total / len(holding)
         imbalance = max(d.placed_bytes for d in holding) / mean
     timed = [d for d in devices if d.h2d_time_s]
+    bounding: str | None
     if timed:
         bounding, how = max(timed, key=lambda d: d.h2d_time_s or 0.0).device, "h2d time"
     else:

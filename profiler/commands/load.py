@@ -52,7 +52,9 @@ def _run_placement(args: argparse.Namespace) -> int:
 
     plan = parse_placement(args.device_map, args.max_memory)
     if args.variants or args.in_process or args.repeat != 1:
-        raise UserError("--device-map MAP profiles one load: drop --variants, --repeat, --in-process")
+        raise UserError(
+            "--device-map MAP profiles one load: drop --variants, --repeat, --in-process"
+        )
     req = build_request(args, native=False, decode=not args.no_decode)
     from profiler.render.placement import placement_diagnosis
     from profiler.run.session import Session

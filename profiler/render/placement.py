@@ -26,9 +26,7 @@ def placement_table(p: Placement) -> Table:
     """One row per device: bytes placed (and share), copies, GB/s, memory."""
     devs = p.devices
     b = bytes_unit([d.placed_bytes for d in devs])
-    m = bytes_unit(
-        [d.torch_allocated_bytes for d in devs] + [d.nvml_used_bytes for d in devs]
-    )
+    m = bytes_unit([d.torch_allocated_bytes for d in devs] + [d.nvml_used_bytes for d in devs])
     share = [d.placed_bytes / p.total_bytes if p.total_bytes else None for d in devs]
     return make_table(
         [

@@ -27,7 +27,8 @@ def rank_table(sp: RankSpread) -> Table:
             Column(f"pg_init ({t.name})", tuple(quantity(r.pg_init_s, t) for r in ranks)),
             Column(f"load ({t.name})", tuple(quantity(r.load_s, t) for r in ranks)),
             Column(
-                f"behind slowest ({t.name})", tuple(quantity(sp.load_s - r.load_s, t) for r in ranks)
+                f"behind slowest ({t.name})",
+                tuple(quantity(sp.load_s - r.load_s, t) for r in ranks),
             ),
             Column(f"barrier wait ({t.name})", tuple(quantity(r.barrier_s, t) for r in ranks)),
             Column(f"weights held ({b.name})", tuple(quantity(r.bytes_placed, b) for r in ranks)),

@@ -78,7 +78,7 @@ def _map_from_text(text: str) -> tuple[dict[str, Any], str]:
         if not path.is_file():
             raise UserError(
                 f"--device-map {text!r}: use auto, balanced, sequential, a JSON object "
-                'such as \'{"": 0}\' or an existing JSON file'
+                "such as '{\"\": 0}' or an existing JSON file"
             )
         try:
             source = path.read_text()
@@ -107,7 +107,9 @@ def parse_max_memory(text: str | None) -> dict[int | str, int] | None:
     for item in (x.strip() for x in text.split(",") if x.strip()):
         dev, sep, size = item.partition("=")
         if not sep or not size.strip():
-            raise UserError(f"--max-memory {item!r}: write DEVICE=SIZE, such as 0=70GiB or cpu=100GB")
+            raise UserError(
+                f"--max-memory {item!r}: write DEVICE=SIZE, such as 0=70GiB or cpu=100GB"
+            )
         key = _place(dev.strip(), f"--max-memory {item!r}")
         if key == "disk":
             raise UserError("--max-memory: disk has no memory budget: name GPUs or cpu")
@@ -202,9 +204,7 @@ def _page_cache(state: str, files: list[Path]) -> CacheState:
     else:
         measured = residency(files)
     ok = verify(state, measured)[0] if state in ("cold", "warm") else None  # type: ignore[arg-type]
-    return CacheState(
-        page=state, page_resident_fraction_before=measured.fraction, page_verified=ok
-    )
+    return CacheState(page=state, page_resident_fraction_before=measured.fraction, page_verified=ok)
 
 
 def _load(
@@ -233,9 +233,11 @@ def _load(
                 torch.cuda.synchronize()
         per_device = bytes_by_device(model)
         st.add_bytes(sum(per_device.values()))
-        st.counters.update(device_counters(
+        st.counters.update(
+            device_counters(
                 per_device, trace.events if trace else [], gpu_memory if on_gpu else None
-            ))
+            )
+        )
         st.note(f"device_map={plan.label}")
     with rec.stage("eval"):
         model.eval()

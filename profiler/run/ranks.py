@@ -83,13 +83,20 @@ def profile_tp(req: ProfileRequest, env: RankEnv, log: Callable[[str], None]) ->
     from profiler.measure.recorder import Recorder
 
     device = env.device(req.device)
-    rec = Recorder(sync=_sync(device), progress=False)
+    rec = Recorder(progress=False)
     with rec.stage("import") as st:
         import torch
         import torch.distributed as dist
         import transformers  # noqa: F401  (its import is a cost every rank pays)
 
         st.note("torch and transformers, imported by this rank")
+    # Only now can the recorder synchronize the rank's GPU and read its memory
+    # (NVML and torch), without billing torch's import to a GPU probe.
+    rec.sync = _sync(device)
+    if device.startswith("cuda"):
+        from profiler.measure.gpu import GpuProbe
+
+        rec.gpu = GpuProbe(env.local_rank)
     backend = "nccl" if device.startswith("cuda") else "gloo"
     with rec.stage("pg_init") as st:
         if device.startswith("cuda"):
@@ -226,7 +233,11 @@ def _load_and_decode(
         for s in rec.records
     )
     return RunRecord(
-        model=dataclasses.replace(model_info, path=str(folder), architecture=config.architectures[0] if config.architectures else None),
+        model=dataclasses.replace(
+            model_info,
+            path=str(folder),
+            architecture=config.architectures[0] if config.architectures else None,
+        ),
         device=device,
         dtype_requested=req.dtype,
         dtype_resolved=dtype,
@@ -240,7 +251,9 @@ def _load_and_decode(
     )
 
 
-def _decode(req: ProfileRequest, model: Any, tokenizer: Any, device: str) -> tuple[list[Any], list[str]]:
+def _decode(
+    req: ProfileRequest, model: Any, tokenizer: Any, device: str
+) -> tuple[list[Any], list[str]]:
     """Decode with the sharded model; every rank must call ``generate()`` together
     (each step is a collective), so all ranks run the same spec."""
     if not req.decode.enabled:

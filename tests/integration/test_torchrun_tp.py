@@ -29,7 +29,11 @@ def _env() -> dict[str, str]:
 def _llmprof(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "profiler", *args],
-        env=_env(), capture_output=True, text=True, timeout=120, cwd=REPO,
+        env=_env(),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=REPO,
     )
 
 
@@ -37,10 +41,27 @@ def _llmprof(*args: str) -> subprocess.CompletedProcess[str]:
 def tp_result(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
     out = tmp_path_factory.mktemp("tp")
     cmd = [
-        sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
-        "-m", "profiler", "load", "synthetic:tiny", "--tp", "--page", "cold",
-        "--new-tokens", "4", "--warm-calls", "1",
-        "--json", str(out / "tp.json"), "--report", str(out / "tp.md"),
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc-per-node",
+        "2",
+        "-m",
+        "profiler",
+        "load",
+        "synthetic:tiny",
+        "--tp",
+        "--page",
+        "cold",
+        "--new-tokens",
+        "4",
+        "--warm-calls",
+        "1",
+        "--json",
+        str(out / "tp.json"),
+        "--report",
+        str(out / "tp.md"),
     ]
     proc = subprocess.run(cmd, env=_env(), capture_output=True, text=True, timeout=180, cwd=REPO)
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -59,14 +80,18 @@ def test_every_rank_records_its_stages_and_rank_0_gathers_them(tp_result: tuple[
         assert r.stage("pg_init").counters["backend"] == "gloo"  # type: ignore[union-attr]
         # each rank holds a shard: fewer bytes than the whole checkpoint
         held = r.stage("from_pretrained").bytes  # type: ignore[union-attr]
-        assert held and r.model.path and held < sum(
-            f.stat().st_size for f in Path(r.model.path).glob("*.safetensors")
+        assert (
+            held
+            and r.model.path
+            and held < sum(f.stat().st_size for f in Path(r.model.path).glob("*.safetensors"))
         )
         assert r.cache.page == "cold" and r.cache.page_resident_fraction_before is not None
         assert r.decode and r.decode[0].calls  # decode with TP ran on every rank
     sp = rank_spreads(runs)[0]
     assert sp.load_s == max(r.load_total_s for r in runs)
-    assert sp.skew_s == pytest.approx(max(r.load_total_s for r in runs) - min(r.load_total_s for r in runs))
+    assert sp.skew_s == pytest.approx(
+        max(r.load_total_s for r in runs) - min(r.load_total_s for r in runs)
+    )
     assert f"slowest rank {sp.slowest_rank} of 2" in stdout
     assert "## ranks" in (out / "tp.md").read_text()
 

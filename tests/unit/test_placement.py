@@ -50,7 +50,9 @@ def test_bad_maps_are_one_user_error(text: str, says: str) -> None:
 
 def test_max_memory_units_and_devices() -> None:
     assert parse_max_memory("0=1GiB, cuda:1=2GB,cpu=500MB") == {
-        0: 2**30, 1: 2 * 10**9, "cpu": 500 * 10**6
+        0: 2**30,
+        1: 2 * 10**9,
+        "cpu": 500 * 10**6,
     }
     assert parse_placement("auto", "1=1GB").gpus() == {1}
     for bad in ("70GiB", "0=", "disk=1GB", "0=70XB", "gpu0=1GB"):
@@ -60,14 +62,26 @@ def test_max_memory_units_and_devices() -> None:
 
 def test_h2d_copies_are_split_per_device() -> None:
     events = [
-        {"cat": "gpu_memcpy", "name": "Memcpy HtoD (Pageable -> Device)", "dur": 1000.0,
-         "args": {"device": 0, "bytes": 4_000_000}},
-        {"cat": "gpu_memcpy", "name": "Memcpy HtoD (Pinned -> Device)", "dur": 500.0,
-         "args": {"device": 1, "bytes": 1_000_000}},
+        {
+            "cat": "gpu_memcpy",
+            "name": "Memcpy HtoD (Pageable -> Device)",
+            "dur": 1000.0,
+            "args": {"device": 0, "bytes": 4_000_000},
+        },
+        {
+            "cat": "gpu_memcpy",
+            "name": "Memcpy HtoD (Pinned -> Device)",
+            "dur": 500.0,
+            "args": {"device": 1, "bytes": 1_000_000},
+        },
         {"cat": "gpu_memcpy", "name": "Memcpy DtoH", "dur": 9e9, "args": {"device": 1}},
         {"cat": "kernel", "name": "HtoD lookalike", "dur": 9e9, "args": {"device": 0}},
-        {"cat": "gpu_memcpy", "name": "Memcpy HtoD", "dur": 1000.0,
-         "args": {"device": 0, "bytes": 2_000_000}},
+        {
+            "cat": "gpu_memcpy",
+            "name": "Memcpy HtoD",
+            "dur": 1000.0,
+            "args": {"device": 0, "bytes": 2_000_000},
+        },
     ]
     assert h2d_by_device(events) == {
         "cuda:0": (6_000_000, pytest.approx(0.002)),
@@ -77,8 +91,18 @@ def test_h2d_copies_are_split_per_device() -> None:
 
 def test_counters_round_trip_into_figures_and_the_slowest_copy_bounds() -> None:
     events = [
-        {"cat": "gpu_memcpy", "name": "Memcpy HtoD", "dur": 2e6, "args": {"device": 0, "bytes": 8e9}},
-        {"cat": "gpu_memcpy", "name": "Memcpy HtoD", "dur": 3e6, "args": {"device": 1, "bytes": 7e9}},
+        {
+            "cat": "gpu_memcpy",
+            "name": "Memcpy HtoD",
+            "dur": 2e6,
+            "args": {"device": 0, "bytes": 8e9},
+        },
+        {
+            "cat": "gpu_memcpy",
+            "name": "Memcpy HtoD",
+            "dur": 3e6,
+            "args": {"device": 1, "bytes": 7e9},
+        },
     ]
     counters = device_counters({"cuda:0": 8 * 10**9, "cuda:1": 7 * 10**9}, events)
     counters["major_faults"] = 3  # other counters of the stage are ignored

@@ -17,19 +17,30 @@ def _fig(rank: int, load_s: float, end_ns: int | None = None) -> RankFigures:
     return RankFigures(rank, "cpu", load_s, 0.1, 0.0, end_ns, 100, None, "warm")
 
 
-def _rank_run(rank: int, world: int, loads: dict[str, float], run_id: str = "r1",
-              host: str = "box") -> RunRecord:
+def _rank_run(
+    rank: int, world: int, loads: dict[str, float], run_id: str = "r1", host: str = "box"
+) -> RunRecord:
     """A rank's record: stages laid end to end from t=0 with the given durations."""
     stages, t = [], 1_000_000_000 * (rank + 1)
     for name, s in loads.items():
         end = t + int(s * 1e9)
-        stages.append(StageRecord(name=name, status="ok", start_ns=t, end_ns=end,
-                                  rank=rank, world_size=world, device="cpu"))
+        stages.append(
+            StageRecord(
+                name=name,
+                status="ok",
+                start_ns=t,
+                end_ns=end,
+                rank=rank,
+                world_size=world,
+                device="cpu",
+            )
+        )
         t = end
     base = fr.make_run(cache="warm", native=False, decode_batches=())
     env = dataclasses.replace(base.environment, hostname=host)
-    return dataclasses.replace(base, stages=tuple(stages), run_id=run_id, environment=env,
-                               variant=f"tp{world}/rank{rank}")
+    return dataclasses.replace(
+        base, stages=tuple(stages), run_id=run_id, environment=env, variant=f"tp{world}/rank{rank}"
+    )
 
 
 def test_slowest_rank_bounds_the_load_and_skew_is_slowest_minus_fastest() -> None:
@@ -53,10 +64,28 @@ def test_spread_of_nothing_is_an_error() -> None:
 
 
 def test_ranks_are_merged_by_run_id_and_single_runs_ignored() -> None:
-    a0 = _rank_run(0, 2, {"pg_init": 0.2, "tokenizer": 0.5, "from_pretrained": 3.0,
-                          "eval": 0.01, "load_barrier": 0.0})
-    a1 = _rank_run(1, 2, {"pg_init": 0.1, "tokenizer": 0.5, "from_pretrained": 2.0,
-                          "eval": 0.01, "load_barrier": 1.0})
+    a0 = _rank_run(
+        0,
+        2,
+        {
+            "pg_init": 0.2,
+            "tokenizer": 0.5,
+            "from_pretrained": 3.0,
+            "eval": 0.01,
+            "load_barrier": 0.0,
+        },
+    )
+    a1 = _rank_run(
+        1,
+        2,
+        {
+            "pg_init": 0.1,
+            "tokenizer": 0.5,
+            "from_pretrained": 2.0,
+            "eval": 0.01,
+            "load_barrier": 1.0,
+        },
+    )
     b0 = _rank_run(0, 2, {"tokenizer": 1.0, "eval": 0.0}, run_id="r2")
     b1 = _rank_run(1, 2, {"tokenizer": 1.5, "eval": 0.0}, run_id="r2")
     single = fr.make_run(cache="warm")
@@ -81,8 +110,9 @@ def test_end_skew_is_not_computed_across_hosts() -> None:
 
 
 def test_stage_records_without_rank_fields_read_as_single_rank() -> None:
-    st = StageRecord(name="eval", status="ok", start_ns=0, end_ns=5, rank=1, world_size=2,
-                     device="cuda:1")
+    st = StageRecord(
+        name="eval", status="ok", start_ns=0, end_ns=5, rank=1, world_size=2, device="cuda:1"
+    )
     d = st.to_dict()
     assert (d["rank"], d["world_size"], d["device"]) == (1, 2, "cuda:1")
     assert StageRecord.from_dict(d) == st
