@@ -22,6 +22,7 @@ STAGE_ORDER: tuple[str, ...] = (
     "hub_download",
     "tokenizer",
     "config",
+    "from_pretrained",  # the native call; also the whole load of --tp and --device-map
     "model_init",
     "weight_read",
     "read_copy",
@@ -40,6 +41,7 @@ STAGE_ORDER: tuple[str, ...] = (
 # out so that both sides measure the same work.
 # pg_init (torch.distributed set-up) and load_barrier (a rank waiting for the others
 # after its own load) are multi-rank costs shown on their own, not a rank's load.
+MULTI_RANK_STAGES: frozenset[str] = frozenset({"pg_init", "load_barrier"})
 OUTSIDE_LOAD: frozenset[str] = frozenset(
     {"python_start", "import", "cuda_init", "pg_init", "hub_download", "load_barrier"}
 )

@@ -43,7 +43,8 @@ def _subjects(groups: Sequence[GroupSummary]) -> list[list[GroupSummary]]:
 
 
 def _title(g: GroupSummary) -> str:
-    return " · ".join([g.key.model, g.key.device, g.key.dtype, machine_label(g.environment)])
+    variant = [g.key.variant] if g.key.variant else []  # e.g. tp2/rank1: one rank
+    return " · ".join([g.key.model, g.key.device, g.key.dtype, *variant, machine_label(g.environment)])
 
 
 def _model_line(g: GroupSummary) -> str:
