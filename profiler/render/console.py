@@ -44,7 +44,8 @@ def _subjects(groups: Sequence[GroupSummary]) -> list[list[GroupSummary]]:
 
 def _title(g: GroupSummary) -> str:
     variant = [g.key.variant] if g.key.variant else []  # e.g. tp2/rank1: one rank
-    return " · ".join([g.key.model, g.key.device, g.key.dtype, *variant, machine_label(g.environment)])
+    parts = [g.key.model, g.key.device, g.key.dtype, *variant, machine_label(g.environment)]
+    return " · ".join(parts)
 
 
 def _model_line(g: GroupSummary) -> str:

@@ -53,7 +53,9 @@ def placement_table(p: Placement) -> Table:
                 tuple(quantity(d.nvml_used_bytes, m) for d in devs),
                 show=any(d.nvml_used_bytes is not None for d in devs),
             ),
-            Column("bounds", tuple("◀" if d.device == p.bounding else "" for d in devs)),
+            Column(
+                "bounds", tuple("◀" if d.device == p.bounding else "" for d in devs), align="left"
+            ),
         ]
     )
 

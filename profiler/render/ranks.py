@@ -37,7 +37,11 @@ def rank_table(sp: RankSpread) -> Table:
                 tuple(num(r.tokens_per_s) for r in ranks),
                 show=any(r.tokens_per_s is not None for r in ranks),
             ),
-            Column("slowest", tuple("◀" if r.rank == sp.slowest_rank else "" for r in ranks)),
+            Column(
+                "slowest",
+                tuple("◀" if r.rank == sp.slowest_rank else "" for r in ranks),
+                align="left",
+            ),
         ]
     )
 
