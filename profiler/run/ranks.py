@@ -171,14 +171,17 @@ def _page_cache(state: str, folder: Path, env: RankEnv, dist: Any) -> CacheState
 
 
 def tp_kwargs() -> dict[str, Any]:
-    """How to ask transformers for tensor parallelism: ``distributed_config`` where it
-    exists (5.18 and later deprecate the bare ``tp_plan``), else ``tp_plan``."""
-    try:
+    """How to ask transformers for tensor parallelism: ``distributed_config`` from 5.18
+    on (where the bare ``tp_plan`` is deprecated), ``tp_plan`` before (the form
+    those versions take; the lent GPU machine has 5.17)."""
+    import transformers
+
+    major, minor = (int(x) for x in transformers.__version__.split(".")[:2])
+    if (major, minor) >= (5, 18):
         from transformers.distributed import DistributedConfig
 
         return {"distributed_config": DistributedConfig(tp_plan="auto")}
-    except (ImportError, TypeError):
-        return {"tp_plan": "auto"}
+    return {"tp_plan": "auto"}
 
 
 def local_bytes(model: Any) -> int:
