@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from profiler.analysis.decode_metrics import DecodeFigures, decode_figures
+from profiler.analysis.ranks import rank_of
 from profiler.errors import UserError
 from profiler.records.run import RunRecord
 from profiler.records.stage import STAGE_ORDER
@@ -65,8 +66,13 @@ class MetricSamples:
 
 
 def run_prefix(run: RunRecord) -> str:
-    """The group a run belongs to: runs with the same prefix are repetitions."""
-    return f"{run.model.spec}/{run.device}/{run.dtype_resolved}/{run.cache.label}"
+    """The group a run belongs to: runs with the same prefix are repetitions.
+
+    Each rank of a multi-rank run is its own group (``cpu@rank1``), so a regression
+    on any one rank is a regression."""
+    rank, world = rank_of(run)
+    device = f"{run.device}@rank{rank}" if world > 1 else run.device
+    return f"{run.model.spec}/{device}/{run.dtype_resolved}/{run.cache.label}"
 
 
 def failed_run_counts(runs: Sequence[RunRecord]) -> dict[str, int]:

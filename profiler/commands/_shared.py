@@ -89,8 +89,24 @@ def add_load_arguments(p: argparse.ArgumentParser) -> None:
     )
     how.add_argument(
         "--device-map",
+        nargs="?",
+        const=True,
+        default=False,
+        metavar="MAP",
+        help="alone: native view uses from_pretrained(device_map=DEVICE) instead of "
+        ".to(); with MAP (auto, balanced, sequential, a JSON object or a JSON file): "
+        "profile a load split across devices, per device",
+    )
+    how.add_argument(
+        "--max-memory",
+        metavar="DEV=SIZE,...",
+        help="with --device-map MAP: memory each device may take (0=70GiB,cpu=100GB)",
+    )
+    how.add_argument(
+        "--tp",
         action="store_true",
-        help="native view uses from_pretrained(device_map=DEVICE) instead of .to()",
+        help="tensor parallel (tp_plan=auto) under torchrun: "
+        "torchrun --nproc-per-node N -m profiler load MODEL --tp",
     )
     src = p.add_argument_group("synthetic models")
     src.add_argument(
@@ -228,7 +244,7 @@ def build_request(args: argparse.Namespace, *, native: bool, decode: bool) -> Pr
         hub_state=hub or "user",
         in_process=args.in_process,
         native=native,
-        native_device_map=getattr(args, "device_map", False),
+        native_device_map=getattr(args, "device_map", False) is True,
         decode=decode_spec(args, decode),
         timeout_s=args.timeout,
         read_threads=getattr(args, "read_threads", 4),

@@ -53,11 +53,12 @@ def collect_runs(paths: Sequence[str]) -> tuple[list[RunRecord], list[tuple[str,
     A run present twice (same run_id, e.g. a file given alone and inside a folder)
     counts once.
     """
+    from profiler.analysis.ranks import rank_of
     from profiler.records.io import expand_paths, load_runs
 
     runs: list[RunRecord] = []
     skipped: list[tuple[str, str]] = []
-    seen_ids: set[str] = set()
+    seen_ids: set[tuple[str, int]] = set()
     seen_files: set[Path] = set()
     for raw in paths:
         p = Path(raw)
@@ -79,10 +80,12 @@ def collect_runs(paths: Sequence[str]) -> tuple[list[RunRecord], list[tuple[str,
                 skipped.append((str(f), "holds no runs"))
                 continue
             for r in loaded:
-                if r.run_id and r.run_id in seen_ids:
+                # The ranks of one torchrun job share a run_id: each is its own run.
+                ident = (r.run_id, rank_of(r)[0])
+                if r.run_id and ident in seen_ids:
                     continue
                 if r.run_id:
-                    seen_ids.add(r.run_id)
+                    seen_ids.add(ident)
                 runs.append(r)
     return runs, skipped
 

@@ -18,9 +18,11 @@ STAGE_ORDER: tuple[str, ...] = (
     "python_start",
     "import",
     "cuda_init",
+    "pg_init",
     "hub_download",
     "tokenizer",
     "config",
+    "from_pretrained",  # the native call; also the whole load of --tp and --device-map
     "model_init",
     "weight_read",
     "pin_pool",
@@ -31,13 +33,19 @@ STAGE_ORDER: tuple[str, ...] = (
     "h2d_copy",
     "attach",
     "eval",
+    "load_barrier",
 )
 
 
 # Stages that are not part of loading the model itself: a fresh process pays them
 # before any load. "Load total" comparisons (staged vs native, variants) leave them
 # out so that both sides measure the same work.
-OUTSIDE_LOAD: frozenset[str] = frozenset({"python_start", "import", "cuda_init", "hub_download"})
+# pg_init (torch.distributed set-up) and load_barrier (a rank waiting for the others
+# after its own load) are multi-rank costs shown on their own, not a rank's load.
+MULTI_RANK_STAGES: frozenset[str] = frozenset({"pg_init", "load_barrier"})
+OUTSIDE_LOAD: frozenset[str] = frozenset(
+    {"python_start", "import", "cuda_init", "pg_init", "hub_download", "load_barrier"}
+)
 
 
 @dataclass(frozen=True)
@@ -118,6 +126,11 @@ class StageRecord:
     import_packages: dict[str, float] = field(default_factory=dict)
     gc_s: float = 0.0  # garbage collection outside those imports (mostly their aftermath)
 
+    # Multi-rank runs (torchrun): which process measured the stage, and on what device.
+    rank: int = 0
+    world_size: int = 1
+    device: str = ""
+
     @property
     def own_s(self) -> float:
         """The stage's own work: its time without the imports it triggered and the
@@ -162,6 +175,9 @@ class StageRecord:
             "import_modules": self.import_modules,
             "import_packages": dict(self.import_packages),
             "gc_s": self.gc_s,
+            "rank": self.rank,
+            "world_size": self.world_size,
+            "device": self.device,
         }
 
     @classmethod

@@ -26,6 +26,8 @@ from profiler.render.native_trace import (
     native_phase_table,
 )
 from profiler.render.overview import distinct_environments, groups_table
+from profiler.render.placement import placement_lines
+from profiler.render.ranks import rank_lines
 from profiler.render.tables import (
     ceilings_line,
     cold_warm_table,
@@ -49,7 +51,9 @@ def _subjects(groups: Sequence[GroupSummary]) -> list[list[GroupSummary]]:
 
 
 def _title(g: GroupSummary) -> str:
-    return " · ".join([g.key.model, g.key.device, g.key.dtype, machine_label(g.environment)])
+    variant = [g.key.variant] if g.key.variant else []  # e.g. tp2/rank1: one rank
+    parts = [g.key.model, g.key.device, g.key.dtype, *variant, machine_label(g.environment)]
+    return " · ".join(parts)
 
 
 def _model_line(g: GroupSummary) -> str:
@@ -195,6 +199,8 @@ def render_console(runs: Sequence[RunRecord]) -> str:
                 for item in items:
                     out += _wrap(f"{tag}{item.replace('`', '')}", "    ", "  - ")
             out.append("")
+    out += rank_lines(runs, FMT)
+    out += placement_lines(runs, FMT)
     if len(_subjects(groups)) > 1:
         fields = varying_fields([g.key for g in groups])
         out += ["across groups", render_table(groups_table(groups, fields), FMT), ""]

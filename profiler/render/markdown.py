@@ -17,7 +17,7 @@ from profiler.analysis.grouping import GroupKey, Subject, varying_fields
 from profiler.analysis.summaries import GroupSummary, headline_decode, summarize_runs
 from profiler.errors import UserError
 from profiler.records.run import Environment, RunRecord
-from profiler.records.stage import OUTSIDE_LOAD, sort_stages
+from profiler.records.stage import MULTI_RANK_STAGES, OUTSIDE_LOAD, sort_stages
 from profiler.render import decode_bounds
 from profiler.render.decode_variants import markdown_section as decode_variants_section
 from profiler.render.findings import findings, footer_line, native_gap_line, split_shared
@@ -38,6 +38,8 @@ from profiler.render.overview import (
     groups_table,
     native_table,
 )
+from profiler.render.placement import placement_lines
+from profiler.render.ranks import rank_lines
 from profiler.render.tables import (
     cold_warm_table,
     decode_definitions,
@@ -302,6 +304,8 @@ def render_markdown(
         title = "llmprof report: " + ", ".join(models)
     envs = distinct_environments(groups)
     out: list[str] = [f"# {title}", "", "## Summary", "", *_summary(groups, fields), ""]
+    out += rank_lines(runs, FMT, heading="## ")
+    out += placement_lines(runs, FMT, heading="## ")
     out += _load_section(groups, fields, images)
     out += _cold_warm_section(groups, fields)
     out += _native_section(groups, fields)
@@ -317,6 +321,12 @@ def render_markdown(
     return "\n".join(out) + "\n"
 
 
+def _outside_load(groups: Sequence[GroupSummary]) -> list[str]:
+    """The stages a load total leaves out; multi-rank ones only where runs have them."""
+    present = {s.name for g in groups for s in g.stages}
+    return [n for n in OUTSIDE_LOAD if n not in MULTI_RANK_STAGES or n in present]
+
+
 def _load_section(
     groups: Sequence[GroupSummary], fields: Sequence[str], images: Mapping[str, str]
 ) -> list[str]:
@@ -328,7 +338,7 @@ def _load_section(
         "Each stage of the load timed on its own (staged view). Cells are median ± MAD "
         "over the repetitions; share is of the staged total (every stage, process start "
         "included); the load total leaves out "
-        + ", ".join(f"`{n}`" for n in sort_stages(list(OUTSIDE_LOAD)))
+        + ", ".join(f"`{n}`" for n in sort_stages(_outside_load(groups)))
         + ", which a process pays before any load. Bytes are what the stage moved; "
         "RSS after is split into anonymous memory and file-backed pages (mmap'd "
         "weights).",
