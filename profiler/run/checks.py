@@ -71,7 +71,8 @@ def check_run_options(args: argparse.Namespace) -> None:
         f"use {MIN_NEW_TOKENS} or more",
     )
     _at_least("--warm-calls", args.warm_calls, 1, "use 1 or more")
-    _at_least("--prompt-tokens", args.prompt_tokens, 1, "use 1 or more prompt tokens")
+    if not isinstance(args.prompt_tokens, str):  # a list of lengths is checked by the spec
+        _at_least("--prompt-tokens", args.prompt_tokens, 1, "use 1 or more prompt tokens")
     shard = getattr(args, "max_shard_size", None)
     if shard is not None:
         from profiler.sources.sizes import parse_size
