@@ -30,7 +30,6 @@ def run(args: argparse.Namespace) -> int:
     from profiler.run.session import profile_session
 
     if args.trace:
-        from profiler.errors import UserError
         from profiler.render.trace_file import check_trace_path
 
         check_trace_path(args.trace)
