@@ -55,7 +55,7 @@ step "summary"
 import sys
 from pathlib import Path
 
-from profiler.analysis.decode_metrics import decode_energy, decode_figures, group_by_shape, step_attribution
+from profiler.analysis.decode_metrics import decode_figures, group_by_shape
 from profiler.analysis.summaries import summarize_runs
 from profiler.analysis.step_text import step_lines
 from profiler.records.io import load_runs
@@ -71,19 +71,9 @@ for name in ("decode.json", "sweep.json"):
     print(f"## {name}\n")
     for recs in group_by_shape(d for r in runs for d in r.decode):
         f = decode_figures(recs)
-        a = step_attribution(recs, f)
-        e = decode_energy(recs)
-        p = recs[0].step_profile
         print(f"- prompt {f.prompt_tokens}, batch {f.batch_size}: step {f.step.median*1e3:.2f} ms, "
               f"{f.tokens_per_s_seq:.1f} tok/s, MBU {f.mbu if f.mbu is None else round(f.mbu*100, 1)}%, "
               f"TTFT {f.ttft.median*1e3:.1f} ms")
-        if a:
-            print(f"  - attribution: busy {a.busy_s*1e3:.2f} ms = floor {a.floor_s*1e3:.2f} + above {a.above_floor_s*1e3:.2f}; "
-                  f"idle {a.idle_s*1e3:.2f} ms; bound: {a.bound}")
-        if p:
-            print(f"  - profiled: {p.launches_per_step} launches/step, {p.kernels_per_step} kernels/step, "
-                  f"host {p.host_s and p.host_s*1e3} ms/step; top ops {p.top_ops[:3]}")
-        print(f"  - energy: {e}" if e else f"  - energy: {recs[0].energy_note}")
         for line in step_lines(recs, f, runs[0].device, runs[0].environment.cpu_count):
             print(f"  - {line}")
     for g in summarize_runs(runs):

@@ -295,7 +295,7 @@ def show(args: argparse.Namespace, session: Session, *, variants: bool = False) 
         if session.diagnosis:
             print("\n" + render_diagnosis(session.diagnosis))
     if getattr(args, "report", None):
-        from profiler.render.markdown import write_report
+        from profiler.render.report_files import write_report
 
         try:
             written = write_report(runs, args.report, title=f"llmprof: {args.model}", skipped=[])

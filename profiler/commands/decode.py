@@ -56,7 +56,7 @@ def _run_variants(args: argparse.Namespace) -> int:
         log(f"wrote {len(runs)} run record(s) to {args.json}")
     print(render_decode_variants(runs))
     if args.report:
-        from profiler.render.markdown import write_report
+        from profiler.render.report_files import write_report
 
         written = write_report(runs, args.report, title=f"llmprof: {args.model}", skipped=[])
         log(f"wrote report {written[0]}")

@@ -94,7 +94,8 @@ def run(args: argparse.Namespace) -> int:
     from profiler.analysis.summaries import summarize_runs
     from profiler.files import check_output
     from profiler.records.io import expand_paths
-    from profiler.render.markdown import images_folder, nothing_in_common, write_report
+    from profiler.render.markdown import images_folder, nothing_in_common
+    from profiler.render.report_files import write_report
 
     out = Path(args.output)
     check_output(out, option="-o", inputs=expand_paths(args.runs), example="report.md")

@@ -26,7 +26,8 @@ from profiler.records.run import RunRecord
 if TYPE_CHECKING:  # the same names, imported lazily at run time by __getattr__
     from profiler.render.console import ConsoleRenderer, render_console
     from profiler.render.json import JsonRenderer
-    from profiler.render.markdown import MarkdownRenderer, render_markdown, write_report
+    from profiler.render.markdown import MarkdownRenderer, render_markdown
+    from profiler.render.report_files import write_report
 
 __all__ = [
     "ConsoleRenderer",
@@ -61,7 +62,7 @@ _LAZY: dict[str, str] = {
     "render_console": "profiler.render.console",
     "MarkdownRenderer": "profiler.render.markdown",
     "render_markdown": "profiler.render.markdown",
-    "write_report": "profiler.render.markdown",
+    "write_report": "profiler.render.report_files",
     "JsonRenderer": "profiler.render.json",
 }
 

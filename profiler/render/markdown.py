@@ -2,8 +2,8 @@
 environment, notes; charts beside it in ``<report stem>_files/``.
 
 :func:`render_markdown` is pure (records in, text out; image paths are given), so
-golden files can pin its output. :func:`write_report` draws the charts, renders, and
-writes every file atomically.
+golden files can pin its output. ``report_files.write_report`` draws the charts,
+renders, and writes every file atomically.
 """
 
 from __future__ import annotations
@@ -445,7 +445,7 @@ def _env_of(groups: Sequence[GroupSummary], key: GroupKey) -> Environment | None
 
 
 class MarkdownRenderer:
-    """The markdown report as text, without charts (see :func:`write_report` for those)."""
+    """The markdown report as text, without charts (``report_files.write_report`` adds those)."""
 
     extension = ".md"
 
@@ -462,49 +462,9 @@ def images_folder(out_path: str | os.PathLike[str]) -> Path:
     return p.with_name(f"{p.stem}_files")
 
 
-def write_report(
-    runs: Sequence[RunRecord],
-    out_path: str | os.PathLike[str],
-    *,
-    title: str | None = None,
-    skipped: Sequence[tuple[str, str]] = (),
-    plots: bool = True,
-) -> list[Path]:
-    """Write the markdown report and its charts; return the files written (report first).
-
-    Charts go to ``<stem>_files/`` beside the report and are linked by relative path.
-    Every file is written to a temporary name and renamed, so an interrupted run
-    leaves no half-written file.
-    """
-    from profiler.render.plots import CHART_FILES, write_plots
-    from profiler.render.report_files import write_report_files
-    from profiler.render.timeline_plot import write_timelines
-
-    out = Path(out_path)
-    groups = summarize_runs(runs)
-    if not groups:
-        raise UserError("no runs to report: pass llmprof JSON result files or folders")
-    images = images_folder(out)
-
-    def charts(folder: Path) -> dict[str, Path]:
-        if not plots:
-            return {}
-        drawn = write_plots(groups, folder)
-        drawn.update(write_timelines(runs, folder))
-        drawn.update(decode_bounds.write_sweep_chart(groups, folder))
-        return drawn
-
-    def text(drawn: dict[str, Path]) -> str:
-        rel = {k: f"{images.name}/{p.name}" for k, p in drawn.items()}
-        return render_markdown(runs, title=title, images=rel, skipped=skipped)
-
-    return write_report_files(out, images, charts, text, stale=CHART_FILES if plots else ())
-
-
 __all__ = [
     "MarkdownRenderer",
     "images_folder",
     "nothing_in_common",
     "render_markdown",
-    "write_report",
 ]

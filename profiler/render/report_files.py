@@ -16,6 +16,7 @@ from pathlib import Path
 
 from profiler.errors import UserError
 from profiler.files import TEMP_PREFIX, write_file
+from profiler.records.run import RunRecord
 
 
 def write_report_files(
@@ -70,3 +71,46 @@ def _move_charts(drawn: dict[str, Path], images: Path, stale: Sequence[str]) -> 
         os.replace(src, dst)
         placed[key] = dst
     return placed
+
+
+def write_report(
+    runs: Sequence[RunRecord],
+    out_path: str | os.PathLike[str],
+    *,
+    title: str | None = None,
+    skipped: Sequence[tuple[str, str]] = (),
+    plots: bool = True,
+) -> list[Path]:
+    """Write the markdown report and its charts; return the files written (report first).
+
+    Charts go to ``<stem>_files/`` beside the report and are linked by relative path.
+    Every file is written to a temporary name and renamed, so an interrupted run
+    leaves no half-written file.
+    """
+    # Imported here: markdown and the plots pull in matplotlib and the renderers,
+    # which a failed output check should not pay for.
+    from profiler.analysis.summaries import summarize_runs
+    from profiler.render import decode_bounds
+    from profiler.render.markdown import images_folder, render_markdown
+    from profiler.render.plots import CHART_FILES, write_plots
+    from profiler.render.timeline_plot import write_timelines
+
+    out = Path(out_path)
+    groups = summarize_runs(runs)
+    if not groups:
+        raise UserError("no runs to report: pass llmprof JSON result files or folders")
+    images = images_folder(out)
+
+    def charts(folder: Path) -> dict[str, Path]:
+        if not plots:
+            return {}
+        drawn = write_plots(groups, folder)
+        drawn.update(write_timelines(runs, folder))
+        drawn.update(decode_bounds.write_sweep_chart(groups, folder))
+        return drawn
+
+    def text(drawn: dict[str, Path]) -> str:
+        rel = {k: f"{images.name}/{p.name}" for k, p in drawn.items()}
+        return render_markdown(runs, title=title, images=rel, skipped=skipped)
+
+    return write_report_files(out, images, charts, text, stale=CHART_FILES if plots else ())

@@ -83,11 +83,11 @@ def test_report_charts_folder_blocked(cli, tmp_path: Path, records_file: Path) -
 
 
 def test_report_written_whole(monkeypatch, tmp_path: Path) -> None:
-    from profiler.render import markdown
+    from profiler.render import report_files
 
     pytest.importorskip("matplotlib")
     out = tmp_path / "r.md"
-    real = markdown.write_report
+    real = report_files.write_report
 
     def boom(*a: object, **k: object) -> None:
         raise OSError(errno.ENOSPC, "No space left on device")
