@@ -1,4 +1,5 @@
-"""TODO: docstring."""
+"""One stage of a load as measured: its clock span, bytes, memory, lazy imports and
+the process (rank, device) that measured it; plus the stage order every table uses."""
 
 from __future__ import annotations
 
