@@ -216,9 +216,9 @@ def _load(
     from profiler.load.common import model_class, resolve_dtype
 
     with rec.stage("tokenizer"):
-        AutoTokenizer.from_pretrained(folder)
+        AutoTokenizer.from_pretrained(folder, trust_remote_code=False)
     with rec.stage("config"):
-        config = AutoConfig.from_pretrained(folder)
+        config = AutoConfig.from_pretrained(folder, trust_remote_code=False)
     dtype = resolve_dtype(req.dtype, config, None)
     kwargs: dict[str, Any] = {"dtype": getattr(torch, dtype), "device_map": plan.device_map}
     if plan.max_memory:
@@ -228,7 +228,7 @@ def _load(
     with rec.stage("from_pretrained", "bytes of weights placed on all devices") as st:
         trace = _Trace() if on_gpu else None
         with trace if trace is not None else _Nothing():
-            model = model_class(config).from_pretrained(folder, **kwargs)
+            model = model_class(config).from_pretrained(folder, trust_remote_code=False, **kwargs)
             if on_gpu:
                 torch.cuda.synchronize()
         per_device = bytes_by_device(model)
@@ -344,4 +344,4 @@ def _decode(req: ProfileRequest, model: Any) -> tuple[list[Any], list[str]]:
 def _tokenizer(model: Any) -> Any:
     from transformers import AutoTokenizer
 
-    return AutoTokenizer.from_pretrained(model.name_or_path)
+    return AutoTokenizer.from_pretrained(model.name_or_path, trust_remote_code=False)

@@ -215,13 +215,13 @@ def _load_and_decode(
     from profiler.measure.environment import fingerprint
 
     with rec.stage("tokenizer"):
-        tokenizer = AutoTokenizer.from_pretrained(folder)
+        tokenizer = AutoTokenizer.from_pretrained(folder, trust_remote_code=False)
     with rec.stage("config"):
-        config = AutoConfig.from_pretrained(folder)
+        config = AutoConfig.from_pretrained(folder, trust_remote_code=False)
     dtype = resolve_dtype(req.dtype, config, None)
     with rec.stage("from_pretrained", "bytes of weights this rank holds") as st:
         model = model_class(config).from_pretrained(
-            folder, dtype=getattr(torch, dtype), **tp_kwargs()
+            folder, dtype=getattr(torch, dtype), trust_remote_code=False, **tp_kwargs()
         )
         st.add_bytes(local_bytes(model))
         st.counters["tp_size"] = int(getattr(model, "tp_size", None) or env.world_size)

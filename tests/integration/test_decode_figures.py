@@ -72,7 +72,9 @@ def console_rates(out: str) -> list[dict[str, str]]:
 
 
 def markdown_rows(md: str) -> list[dict[str, str]]:
-    section = md.split("## Decode")[1].split("## Environment")[0]
+    # The decode section alone: the next "## " heading (step bounds, variants,
+    # environment) starts another section with tables of its own.
+    section = md.split("\n## Decode")[1].split("\n## ")[0]
     lines = [line for line in section.splitlines() if line.startswith("|")]
     return table_rows(lines, sep="|")
 

@@ -283,7 +283,9 @@ def test_cli_refuses_one_new_token_before_anything_runs(command, capsys):
     assert "\n" not in err
 
 
-def test_cli_skips_the_spec_check_when_decode_is_off(capsys, monkeypatch):
+def test_new_tokens_has_one_lower_bound_even_when_decode_is_off(capsys, monkeypatch):
+    """Issue 12: one consistent bound for --new-tokens in every command and mode, so a
+    value that could never decode is refused up front, not only when decode runs."""
     import profiler.run.session as session
 
     def no_session(*a, **k):
@@ -291,7 +293,8 @@ def test_cli_skips_the_spec_check_when_decode_is_off(capsys, monkeypatch):
 
     monkeypatch.setattr(session, "profile_session", no_session)
     code = main(["load", "org/does-not-exist", "--no-decode", "--new-tokens", "1"])
-    assert code == 2 and "session reached" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert code == 2 and "--new-tokens 1" in err and "session reached" not in err
 
 
 @pytest.mark.parametrize("command", ["decode", "load"])
