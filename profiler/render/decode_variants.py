@@ -100,7 +100,14 @@ def first_call_line(e: FirstCallExplained) -> str:
     ]
     if e.compile_s is not None:
         parts.append(f"compilation {human_seconds(e.compile_s)}")
-    if e.per_length_s is not None:
+    if e.per_length_s is not None and e.per_length_s <= 0:
+        # The probe's first call at a new length was no slower than its second: the
+        # difference is noise (attn:eager showed -418 ms on the H200), not a saving.
+        parts.append(
+            f"a new prompt length ({e.new_length_prompt} tokens) costs nothing measurable "
+            f"again ({human_seconds(e.per_length_s)}, within noise)"
+        )
+    elif e.per_length_s is not None:
         again = (
             f" (of it compiling {human_seconds(e.new_length_compile_s)})"
             if e.new_length_compile_s

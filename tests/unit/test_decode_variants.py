@@ -187,3 +187,16 @@ def test_report_and_console_show_the_same_table() -> None:
     table = render_decode_variants(runs, "pipe")
     assert table in report
     assert render_markdown([fr.make_run()]).count("## Decode variants") == 0
+
+
+def test_a_new_length_faster_than_its_repeat_is_noise_not_a_saving() -> None:
+    run = variant_run(
+        "attn:eager",
+        1.0,
+        REF.tokens,
+        new_length_first_s=0.50,
+        new_length_warm_s=0.92,
+        new_length_prompt=40,
+    )
+    text = render_decode_variants([run])
+    assert "costs nothing measurable again" in text and "pays -" not in text
