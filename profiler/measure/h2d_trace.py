@@ -42,6 +42,9 @@ class H2DTrace:
 
         self._prof = profile(activities=[ProfilerActivity.CUDA])
         self._summary: dict[str, float | int | str] = {}
+        # The exported events, kept for readers that split the copies further
+        # (per device: profiler/run/placement.py).
+        self.events: list[dict[str, Any]] = []
 
     def __enter__(self) -> H2DTrace:
         self._prof.__enter__()
@@ -52,8 +55,8 @@ class H2DTrace:
         with tempfile.TemporaryDirectory() as d:
             path = os.path.join(d, "trace.json")
             self._prof.export_chrome_trace(path)
-            events = json.loads(Path(path).read_text()).get("traceEvents", [])
-        self._summary = summarize_h2d(events)
+            self.events = json.loads(Path(path).read_text()).get("traceEvents", [])
+        self._summary = summarize_h2d(self.events)
 
     def summary(self) -> dict[str, float | int | str]:
         """What :func:`summarize_h2d` found in the last traced block."""

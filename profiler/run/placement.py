@@ -24,6 +24,7 @@ from typing import Any
 
 from profiler.analysis.placement import counter_key, h2d_by_device
 from profiler.errors import UserError
+from profiler.measure.h2d_trace import H2DTrace
 from profiler.records.run import CacheState, RunRecord
 from profiler.run.request import ProfileRequest
 
@@ -224,9 +225,9 @@ def _load(
     if plan.max_memory:
         kwargs["max_memory"] = plan.max_memory
     if isinstance(plan.device_map, dict) and "disk" in plan.device_map.values():
-        kwargs["offload_folder"] = str(folder / ".llmprof-offload")
+        kwargs["offload_folder"] = _offload_folder()
     with rec.stage("from_pretrained", "bytes of weights placed on all devices") as st:
-        trace = _Trace() if on_gpu else None
+        trace = H2DTrace() if on_gpu else None
         with trace if trace is not None else _Nothing():
             model = model_class(config).from_pretrained(folder, trust_remote_code=False, **kwargs)
             if on_gpu:
@@ -252,29 +253,19 @@ class _Nothing:
         return None
 
 
-class _Trace:
-    """torch.profiler with CUDA activity; keeps the Chrome trace events for
-    :func:`h2d_by_device` (the per-copy byte counts are only in the exported trace)."""
+def _offload_folder() -> str:
+    """A temporary folder for weights a map sends to ``disk``: never inside the user's
+    model folder (nothing of theirs is written), removed when the process ends (the
+    offloaded model reads from it until then)."""
+    import atexit
+    import shutil
+    import tempfile
 
-    def __init__(self) -> None:
-        from torch.profiler import ProfilerActivity, profile
+    from profiler.files import TEMP_PREFIX
 
-        self._prof = profile(activities=[ProfilerActivity.CUDA])
-        self.events: list[dict[str, Any]] = []
-
-    def __enter__(self) -> _Trace:
-        self._prof.__enter__()
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        import os
-        import tempfile
-
-        self._prof.__exit__(*exc)
-        with tempfile.TemporaryDirectory() as d:
-            path = os.path.join(d, "trace.json")
-            self._prof.export_chrome_trace(path)
-            self.events = json.loads(Path(path).read_text()).get("traceEvents", [])
+    path = tempfile.mkdtemp(prefix=f"{TEMP_PREFIX}offload-")
+    atexit.register(shutil.rmtree, path, ignore_errors=True)
+    return path
 
 
 def bytes_by_device(model: Any) -> dict[str, int]:

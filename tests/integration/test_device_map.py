@@ -52,10 +52,18 @@ def test_map_over_cpu_and_disk_is_accounted_per_device(tmp_path: Path) -> None:
         "--json",
         str(out),
     ]
-    proc = subprocess.run(cmd, env=_env(), capture_output=True, text=True, timeout=180, cwd=REPO)
+    tmp = tmp_path / "tmp"
+    tmp.mkdir()
+    proc = subprocess.run(
+        cmd, env=_env(TMPDIR=str(tmp)), capture_output=True, text=True, timeout=180, cwd=REPO
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     (run,) = load_runs(out)
     assert run.variant == "device_map=split.json"
+    # The disk part is offloaded into llmprof's own temporary folder, removed at exit,
+    # never into the user's model folder.
+    assert not list(Path(run.model.path).glob(".llmprof-offload*"))
+    assert not list(tmp.glob("llmprof-offload-*"))
     p = run_placement(run)
     assert p is not None
     placed = {d.device: d.placed_bytes for d in p.devices}
